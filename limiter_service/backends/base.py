@@ -1,0 +1,27 @@
+"""The backend seam: the one interface between deciding and counting."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from limiter_service.decision import Hit, Verdict
+
+
+class Backend(Protocol):
+    """Counts hits atomically.
+
+    Contract: ``decide`` returns one verdict per hit, in order, decided as if the hits ran one
+    after the other (a later hit on the same key sees an earlier one's consumption), using one
+    round trip to shared storage. It returns before the monotonic ``deadline`` (the event
+    loop's clock, seconds) or raises ``BackendUnavailable``; it never raises anything else for
+    storage trouble. ``ping`` checks that ``decide`` could currently succeed.
+    """
+
+    description: str
+
+    async def decide(self, hits: Sequence[Hit], deadline: float) -> list[Verdict]: ...
+
+    async def ping(self, deadline: float) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,79 @@
+"""How the Redis backend reaches the current master.
+
+A ``Connector`` hands out a client for the master and hears about failures so it can look
+again. ``StaticConnector`` serves a fixed ``REDIS_URL``; ``sentinel.SentinelConnector`` asks
+the sentinels. Clients have short timeouts and no retries of their own: the backend retries
+within the caller's deadline, and a blocking pool makes callers wait for a connection rather
+than fail with "too many connections".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+
+class Connector(Protocol):
+    """Gives the backend a client for the current master."""
+
+    description: str
+
+    async def client(self) -> aioredis.Redis:
+        """A client for the master as currently known; raises a redis ``ConnectionError``
+        when no master is known."""
+        ...
+
+    async def failed(self, client: aioredis.Redis, error: Exception) -> None:
+        """``client`` failed with ``error`` (connection lost, READONLY, LOADING, ...): look up
+        the master again before the next attempt."""
+        ...
+
+    async def refresh(self) -> None:
+        """Re-check where the master is (called about once a second by the health check)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def pool_options(timeout_s: float, max_connections: int) -> dict[str, Any]:
+    """Connection-pool settings shared by every client of the backend."""
+    return {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "max_connections": max_connections,
+        "timeout": None,  # wait for a free connection; the caller's deadline bounds the wait
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 0,
+    }
+
+
+def make_client(pool: aioredis.BlockingConnectionPool) -> aioredis.Redis:
+    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+
+
+class StaticConnector:
+    """A fixed Redis URL; reconnection is left to the pool."""
+
+    def __init__(self, url: str, password: str, timeout_s: float, max_connections: int) -> None:
+        options = pool_options(timeout_s, max_connections)
+        if password:
+            options["password"] = password
+        pool = aioredis.BlockingConnectionPool.from_url(url, **options)
+        self._client = make_client(pool)
+        safe = pool.connection_kwargs
+        self.description = f"redis {safe.get('host', '?')}:{safe.get('port', '?')}"
+
+    async def client(self) -> aioredis.Redis:
+        return self._client
+
+    async def failed(self, client: aioredis.Redis, error: Exception) -> None:
+        return None
+
+    async def refresh(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self._client.aclose(close_connection_pool=True)

@@ -1,0 +1,128 @@
+"""Finding the master through Redis Sentinel, and following it across failovers.
+
+The connector asks the sentinels (in order, the last one that answered first) for the
+master's address, keeps one client for it, and replaces that client when a failure makes it
+look again and the sentinels name another address. It never sends writes to an address a
+sentinel did not name as master; a demoted master refuses them (READONLY), which sends the
+backend back here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from limiter_service.backends.connection import make_client, pool_options
+
+log = logging.getLogger(__name__)
+Address = tuple[str, int]
+
+
+class SentinelConnector:
+    """Master discovery with a single look-up in flight at a time."""
+
+    def __init__(
+        self,
+        sentinels: list[Address],
+        master_name: str,
+        password: str,
+        sentinel_password: str,
+        timeout_s: float,
+        max_connections: int,
+    ) -> None:
+        self._sentinels = list(sentinels)
+        self._master_name = master_name
+        self._password = password
+        self._timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._sentinel_clients = [
+            aioredis.Redis(
+                host=host,
+                port=port,
+                password=sentinel_password or None,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+                max_connections=2,
+            )
+            for host, port in self._sentinels
+        ]
+        self._address: Address | None = None
+        self._client: aioredis.Redis | None = None
+        self._lookup: asyncio.Task[None] | None = None
+        hosts = ",".join(f"{h}:{p}" for h, p in self._sentinels)
+        self.description = f"sentinel {hosts} master={master_name}"
+
+    @property
+    def address(self) -> Address | None:
+        """The master address in use, if any."""
+        return self._address
+
+    async def client(self) -> aioredis.Redis:
+        if self._client is None:
+            await self.refresh()
+        if self._client is None:
+            raise RedisConnectionError(f"no sentinel names a master for {self._master_name!r}")
+        return self._client
+
+    async def failed(self, client: aioredis.Redis, error: Exception) -> None:
+        if client is self._client:
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Ask the sentinels for the master; switch clients when the address changed.
+        Concurrent callers share one look-up."""
+        if self._lookup is None or self._lookup.done():
+            self._lookup = asyncio.ensure_future(self._look_up())
+        await asyncio.shield(self._lookup)
+
+    async def _look_up(self) -> None:
+        address = await self._ask_sentinels()
+        if address is None or address == self._address:
+            return
+        old, self._client = self._client, None
+        options = pool_options(self._timeout_s, self._max_connections)
+        pool = aioredis.BlockingConnectionPool(
+            host=address[0], port=address[1], password=self._password or None, **options
+        )
+        self._client = make_client(pool)
+        log.warning(
+            "redis master is now %s:%s (was %s)",
+            *address,
+            f"{self._address[0]}:{self._address[1]}" if self._address else "unknown",
+        )
+        self._address = address
+        if old is not None:
+            await old.aclose(close_connection_pool=True)
+
+    async def _ask_sentinels(self) -> Address | None:
+        for index, sentinel in enumerate(self._sentinel_clients):
+            try:
+                reply = await sentinel.execute_command(  # type: ignore[no-untyped-call]
+                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self._master_name
+                )
+            except (RedisError, OSError) as exc:
+                log.debug("sentinel %s:%s did not answer: %s", *self._sentinels[index], exc)
+                continue
+            if reply:
+                if index:  # ask the one that answered first next time
+                    self._sentinel_clients.insert(0, self._sentinel_clients.pop(index))
+                    self._sentinels.insert(0, self._sentinels.pop(index))
+                host, port = reply[0], reply[1]
+                host = host.decode() if isinstance(host, bytes) else str(host)
+                return host, int(port)
+        return None
+
+    async def close(self) -> None:
+        if self._lookup is not None and not self._lookup.done():
+            self._lookup.cancel()
+        if self._client is not None:
+            await self._client.aclose(close_connection_pool=True)
+        for sentinel in self._sentinel_clients:
+            await sentinel.aclose(close_connection_pool=True)

@@ -1,0 +1,96 @@
+"""The typed values that flow between the layers: policies in, verdicts and decisions out.
+
+All durations are integer microseconds. ``Verdict`` is what a backend answers for one hit;
+``Decision`` is what the service answers for one request (a verdict plus the policy that
+decided and why).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NamedTuple
+
+US_PER_SECOND = 1_000_000
+
+
+class Algorithm(enum.StrEnum):
+    """How a policy counts. Every algorithm is exact and atomic; denied requests count nothing."""
+
+    FIXED_WINDOW = "fixed_window"
+    SLIDING_WINDOW = "sliding_window"
+    TOKEN_BUCKET = "token_bucket"
+
+
+class Reason(enum.IntEnum):
+    """Why a decision came out as it did; values match ``ratelimit.v1.Reason``."""
+
+    UNSPECIFIED = 0
+    WITHIN_LIMIT = 1
+    OVER_LIMIT = 2
+    FAIL_OPEN = 3
+    FAIL_CLOSED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A named quota: ``limit`` units per ``window_us``, counted by ``algorithm``.
+
+    ``burst`` only matters to ``token_bucket`` (how many units may be spent at once; it
+    defaults to ``limit``). ``match`` is a prefix or glob tested against keys when a request
+    names no policy; empty means the policy is only used by name.
+    """
+
+    name: str
+    limit: int
+    window_us: int
+    algorithm: Algorithm
+    burst: int
+    match: str = ""
+
+    @property
+    def capacity(self) -> int:
+        """The largest cost one request may ask for."""
+        return self.burst if self.algorithm is Algorithm.TOKEN_BUCKET else self.limit
+
+    @property
+    def emission_interval_us(self) -> int:
+        """Token bucket: microseconds for one unit to drip back (window / limit, floored)."""
+        return self.window_us // self.limit
+
+    def script_params(self) -> tuple[int, int]:
+        """The two per-policy numbers the backend scripts take before ``cost`` and ``dry_run``."""
+        if self.algorithm is Algorithm.TOKEN_BUCKET:
+            interval = self.emission_interval_us
+            return interval, interval * self.burst
+        return self.limit, self.window_us
+
+
+class Hit(NamedTuple):
+    """One request as a backend sees it: which counter, under which policy, for how much."""
+
+    storage_key: str
+    policy: Policy
+    cost: int
+    dry_run: bool
+
+
+class Verdict(NamedTuple):
+    """A backend's answer for one hit."""
+
+    allowed: bool
+    remaining: int
+    reset_after_us: int
+    retry_after_us: int
+
+
+class Decision(NamedTuple):
+    """The service's answer for one request."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_us: int
+    retry_after_us: int
+    policy: str
+    reason: Reason

@@ -1,0 +1,39 @@
+"""Every error the service raises on purpose, in one tree::
+
+    LimiterError
+    ├── RequestError              a client asked for something we refuse (never touches Redis)
+    │   ├── InvalidRequest        -> gRPC INVALID_ARGUMENT (empty/oversized key, cost, batch size)
+    │   └── UnknownPolicy         -> gRPC NOT_FOUND (names the known policies)
+    ├── BackendUnavailable        the backend could not answer within the deadline; the
+    │                             configured failure mode answers instead (never a status)
+    └── ConfigError               bad settings or policies file; start-up stops with exit code 2
+
+The gRPC edge maps these to status codes in one place (``grpc_service.py``); messages are
+written for the client to read and never carry a traceback.
+"""
+
+from __future__ import annotations
+
+
+class LimiterError(Exception):
+    """Base of every error raised on purpose by this package."""
+
+
+class RequestError(LimiterError):
+    """The request is refused before any backend work is done."""
+
+
+class InvalidRequest(RequestError):
+    """A field of the request is out of range; the message names the field and the bound."""
+
+
+class UnknownPolicy(RequestError):
+    """The request names a policy that does not exist, or no policy fits its key."""
+
+
+class BackendUnavailable(LimiterError):
+    """The backend did not answer in time (down, failing over, overloaded or unreachable)."""
+
+
+class ConfigError(LimiterError):
+    """Settings or the policies file are invalid; the message names the source and field."""

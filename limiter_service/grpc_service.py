@@ -1,0 +1,112 @@
+"""The gRPC edge: ``ratelimit.v1.RateLimiter`` on top of ``Limiter``.
+
+Converts wire messages to domain values and back, and maps errors to status codes in one
+place (``_status_for``): a client sees a status and a message naming the problem, never a
+traceback. Oversized messages (> 64 KiB) are refused by gRPC itself with RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from limiter_service import proto
+from limiter_service.decision import US_PER_SECOND, Decision
+from limiter_service.errors import InvalidRequest, LimiterError, UnknownPolicy
+from limiter_service.limiter import Limiter, Request
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 64 * 1024
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+Handler = Callable[[In, grpc.aio.ServicerContext], Awaitable[Out]]
+
+
+def _status_for(error: Exception) -> tuple[grpc.StatusCode, str]:
+    """The one place where errors become gRPC statuses."""
+    if isinstance(error, InvalidRequest):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(error)
+    if isinstance(error, UnknownPolicy):
+        return grpc.StatusCode.NOT_FOUND, str(error)
+    if isinstance(error, LimiterError):
+        return grpc.StatusCode.UNAVAILABLE, str(error)
+    return grpc.StatusCode.INTERNAL, "internal error; see the limiter's log"
+
+
+def _mapped(handler: Handler[In, Out]) -> Handler[In, Out]:
+    async def wrapper(request: In, context: grpc.aio.ServicerContext) -> Out:
+        try:
+            return await handler(request, context)
+        except Exception as exc:
+            code, message = _status_for(exc)
+            if code is grpc.StatusCode.INTERNAL:
+                log.exception("unexpected error in %s", handler.__name__)
+            await context.abort(code, message)
+            raise  # unreachable: abort raises
+
+    wrapper.__name__ = handler.__name__
+    return wrapper
+
+
+def _duration(us: int) -> Duration:
+    seconds, rest = divmod(max(us, 0), US_PER_SECOND)
+    return Duration(seconds=seconds, nanos=rest * 1000)
+
+
+def _response(decision: Decision) -> proto.ShouldAllowResponse:
+    return proto.ShouldAllowResponse(
+        allowed=decision.allowed,
+        limit=decision.limit,
+        remaining=max(decision.remaining, 0),
+        reset_after=_duration(decision.reset_after_us),
+        retry_after=_duration(decision.retry_after_us),
+        policy=decision.policy,
+        reason=cast("proto.Reason", int(decision.reason)),
+    )
+
+
+def _request(message: proto.ShouldAllowRequest) -> Request:
+    return Request(message.key, message.policy, message.cost, message.dry_run)
+
+
+class RateLimiterService:
+    """Handlers for ``ratelimit.v1.RateLimiter``."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter = limiter
+
+    async def ShouldAllow(
+        self, request: proto.ShouldAllowRequest, context: grpc.aio.ServicerContext
+    ) -> proto.ShouldAllowResponse:
+        decisions = await self._limiter.decide([_request(request)], context.time_remaining())
+        return _response(decisions[0])
+
+    async def ShouldAllowBatch(
+        self, request: proto.ShouldAllowBatchRequest, context: grpc.aio.ServicerContext
+    ) -> proto.ShouldAllowBatchResponse:
+        requests = [_request(item) for item in request.requests]
+        decisions = await self._limiter.decide(requests, context.time_remaining())
+        return proto.ShouldAllowBatchResponse(responses=[_response(d) for d in decisions])
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        """Registers both methods under ``ratelimit.v1.RateLimiter``."""
+        return grpc.method_handlers_generic_handler(
+            proto.SERVICE_NAME,
+            {
+                "ShouldAllow": grpc.unary_unary_rpc_method_handler(
+                    _mapped(self.ShouldAllow),
+                    request_deserializer=proto.ShouldAllowRequest.FromString,
+                    response_serializer=proto.ShouldAllowResponse.SerializeToString,
+                ),
+                "ShouldAllowBatch": grpc.unary_unary_rpc_method_handler(
+                    _mapped(self.ShouldAllowBatch),
+                    request_deserializer=proto.ShouldAllowBatchRequest.FromString,
+                    response_serializer=proto.ShouldAllowBatchResponse.SerializeToString,
+                ),
+            },
+        )

@@ -1,0 +1,135 @@
+"""Deciding requests: validation, policy choice, the backend call and the failure mode.
+
+Knows nothing of gRPC. Validation happens before any backend work, so a refused request
+never reaches Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from limiter_service.backends.base import Backend
+from limiter_service.batching import Coalescer
+from limiter_service.decision import US_PER_SECOND, Algorithm, Decision, Hit, Reason, Verdict
+from limiter_service.errors import BackendUnavailable, InvalidRequest
+from limiter_service.fallback import FallbackLog
+from limiter_service.policies import PolicySet
+from limiter_service.settings import FailureMode
+
+MAX_BATCH = 1000
+FAIL_CLOSED_RETRY_AFTER_US = US_PER_SECOND
+_ALGORITHM_TAG = {
+    Algorithm.FIXED_WINDOW: "fw",
+    Algorithm.SLIDING_WINDOW: "sw",
+    Algorithm.TOKEN_BUCKET: "tb",
+}
+
+
+class Request(NamedTuple):
+    """One request to decide, as the client sent it (``cost`` 0 means 1)."""
+
+    key: str
+    policy: str = ""
+    cost: int = 1
+    dry_run: bool = False
+
+
+class Limiter:
+    """Turns requests into decisions."""
+
+    def __init__(
+        self,
+        policies: PolicySet,
+        backend: Backend,
+        *,
+        key_prefix: str = "rl",
+        max_key_bytes: int = 512,
+        failure_mode: FailureMode = FailureMode.OPEN,
+        decision_timeout_s: float = 0.1,
+        max_in_flight: int = 4,
+    ) -> None:
+        self.policies = policies
+        self.backend = backend
+        self._coalescer = Coalescer(backend, max_in_flight)
+        self._prefix = key_prefix
+        self._max_key_bytes = max_key_bytes
+        self._failure_mode = failure_mode
+        self._decision_timeout_s = decision_timeout_s
+        self.fallbacks = FallbackLog(failure_mode.value)
+
+    def hit_for(self, request: Request) -> Hit:
+        """Validate ``request`` and say what to count. Raises ``InvalidRequest`` or
+        ``UnknownPolicy`` with a message naming the problem."""
+        if not request.key:
+            raise InvalidRequest("key must not be empty")
+        size = len(request.key.encode("utf-8"))
+        if size > self._max_key_bytes:
+            raise InvalidRequest(f"key is {size} bytes; the maximum is {self._max_key_bytes}")
+        policy = self.policies.resolve(request.policy, request.key)
+        cost = request.cost or 1
+        if cost > policy.capacity:
+            raise InvalidRequest(
+                f"cost {cost} exceeds the capacity {policy.capacity} of policy {policy.name!r}"
+            )
+        tag = _ALGORITHM_TAG[policy.algorithm]
+        storage_key = f"{self._prefix}:{{{policy.name}:{request.key}}}:{tag}"
+        return Hit(storage_key, policy, cost, request.dry_run)
+
+    async def decide(
+        self, requests: Sequence[Request], time_remaining_s: float | None = None
+    ) -> list[Decision]:
+        """Decide ``requests`` in order, in one backend round trip.
+
+        ``time_remaining_s`` is the caller's deadline, if it has one; the backend gets at
+        most ``decision_timeout_s`` and at most 80 % of that, after which the failure mode
+        answers. Raises ``InvalidRequest``/``UnknownPolicy`` before touching the backend.
+        """
+        if len(requests) > MAX_BATCH:
+            raise InvalidRequest(f"batch has {len(requests)} requests; the maximum is {MAX_BATCH}")
+        hits = [self.hit_for(request) for request in requests]
+        if not hits:
+            return []
+        budget = self._decision_timeout_s
+        if time_remaining_s is not None:
+            budget = min(budget, max(time_remaining_s * 0.8, 0.0))
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(budget):
+                verdicts = await self._coalescer.decide(hits, loop.time() + budget)
+        except (BackendUnavailable, TimeoutError) as exc:
+            cause = str(exc) or f"no answer within {budget * 1000:.0f} ms"
+            self.fallbacks.record(len(hits), cause)
+            return [self._fallback(hit) for hit in hits]
+        self.fallbacks.recovered()
+        return [_decision(hit, verdict) for hit, verdict in zip(hits, verdicts, strict=True)]
+
+    def _fallback(self, hit: Hit) -> Decision:
+        if self._failure_mode is FailureMode.OPEN:
+            return Decision(True, hit.policy.limit, 0, 0, 0, hit.policy.name, Reason.FAIL_OPEN)
+        return Decision(
+            False,
+            hit.policy.limit,
+            0,
+            0,
+            FAIL_CLOSED_RETRY_AFTER_US,
+            hit.policy.name,
+            Reason.FAIL_CLOSED,
+        )
+
+    async def close(self) -> None:
+        await self._coalescer.close()
+        await self.backend.close()
+
+
+def _decision(hit: Hit, verdict: Verdict) -> Decision:
+    return Decision(
+        allowed=verdict.allowed,
+        limit=hit.policy.limit,
+        remaining=verdict.remaining,
+        reset_after_us=verdict.reset_after_us,
+        retry_after_us=verdict.retry_after_us,
+        policy=hit.policy.name,
+        reason=Reason.WITHIN_LIMIT if verdict.allowed else Reason.OVER_LIMIT,
+    )

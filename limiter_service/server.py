@@ -1,0 +1,155 @@
+"""Process entry point: settings -> backend -> limiter -> gRPC server, and a clean exit.
+
+``limiter-service`` / ``python -m limiter_service``. Exit codes: 0 after SIGTERM/SIGINT
+(in-flight RPCs finish within ``LIMITER_SHUTDOWN_GRACE_S``), 2 for invalid configuration
+(the message names the env var, or the policies file, policy and field).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+import grpc
+from grpc_reflection.v1alpha import reflection
+
+from limiter_service import proto
+from limiter_service.backends.base import Backend
+from limiter_service.backends.connection import StaticConnector
+from limiter_service.backends.memory import MemoryBackend
+from limiter_service.backends.redis import RedisBackend
+from limiter_service.backends.sentinel import SentinelConnector
+from limiter_service.errors import ConfigError
+from limiter_service.grpc_service import MAX_MESSAGE_BYTES, RateLimiterService
+from limiter_service.health import HealthReporter
+from limiter_service.limiter import Limiter
+from limiter_service.policies import PolicySet, default_policies, load_policies
+from limiter_service.settings import BackendKind, Settings, load_settings
+
+log = logging.getLogger("limiter_service")
+
+
+def build_backend(settings: Settings) -> Backend:
+    """The backend the settings ask for."""
+    kind = settings.resolved_backend()
+    if kind is BackendKind.MEMORY:
+        return MemoryBackend()
+    timeout_s = settings.redis_timeout_ms / 1000
+    password = settings.redis_password.get_secret_value()
+    if kind is BackendKind.REDIS:
+        connector: StaticConnector | SentinelConnector = StaticConnector(
+            settings.redis_url, password, timeout_s, settings.redis_max_connections
+        )
+    else:
+        connector = SentinelConnector(
+            settings.sentinel_hosts,
+            settings.redis_master,
+            password,
+            settings.sentinel_password.get_secret_value(),
+            timeout_s,
+            settings.redis_max_connections,
+        )
+    return RedisBackend(connector, timeout_s)
+
+
+def build_policies(settings: Settings) -> PolicySet:
+    if settings.policies_file is not None:
+        return load_policies(settings.policies_file)
+    return default_policies(settings.rate_limit, settings.time_window)
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    policies = build_policies(settings)
+    return Limiter(
+        policies,
+        build_backend(settings),
+        key_prefix=settings.key_prefix,
+        max_key_bytes=settings.max_key_bytes,
+        failure_mode=settings.failure_mode,
+        decision_timeout_s=settings.decision_timeout_ms / 1000,
+        # One connection stays free for the health check.
+        max_in_flight=max(1, settings.redis_max_connections - 1),
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT, then drain in-flight RPCs and return."""
+    limiter = build_limiter(settings)
+    health = HealthReporter(
+        limiter.backend,
+        interval_s=settings.health_interval_ms / 1000,
+        timeout_s=max(settings.redis_timeout_ms / 1000, 0.05),
+    )
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    server.add_generic_rpc_handlers((RateLimiterService(limiter).generic_handler(),))
+    from grpc_health.v1 import health_pb2_grpc
+
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection(
+        (proto.SERVICE_NAME, "grpc.health.v1.Health", reflection.SERVICE_NAME), server
+    )
+    if server.add_insecure_port(settings.listen) == 0:
+        raise ConfigError(f"LIMITER_LISTEN: cannot listen on {settings.listen}")
+    await health.check_once()
+    health.start()
+    await server.start()
+    log.info(
+        json.dumps(
+            {
+                "event": "started",
+                "listen": settings.listen,
+                "backend": limiter.backend.description,
+                "policies": [
+                    {
+                        "name": p.name,
+                        "limit": p.limit,
+                        "window_us": p.window_us,
+                        "algorithm": p.algorithm.value,
+                        **({"burst": p.burst} if p.algorithm.value == "token_bucket" else {}),
+                        **({"match": p.match} if p.match else {}),
+                    }
+                    for p in limiter.policies
+                ],
+                "failure_mode": settings.failure_mode.value,
+            }
+        )
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: finishing in-flight RPCs (grace %.1fs)", settings.shutdown_grace_s)
+    await health.shutdown()
+    await server.stop(settings.shutdown_grace_s)
+    await limiter.close()
+    log.info("stopped")
+
+
+def main() -> int:
+    """Console script ``limiter-service``."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings()
+        logging.getLogger().setLevel(settings.log_level)
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Every knob of the service: one flat settings object, each field an env var with a default.
+
+Unsafe values are refused at start (``ConfigError``), so a running service is a configured one.
+The README's configuration reference lists the same names, defaults and meanings.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from limiter_service.errors import ConfigError
+
+
+class BackendKind(enum.StrEnum):
+    AUTO = "auto"
+    MEMORY = "memory"
+    REDIS = "redis"
+    SENTINEL = "sentinel"
+
+
+class FailureMode(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Read from the environment; see the README's configuration reference."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True, populate_by_name=False)
+
+    listen: str = Field("0.0.0.0:50051", validation_alias=_env("LIMITER_LISTEN"))
+    backend: BackendKind = Field(BackendKind.AUTO, validation_alias=_env("LIMITER_BACKEND"))
+    redis_url: str = Field("", validation_alias=_env("REDIS_URL"))
+    sentinel_hosts: Annotated[list[tuple[str, int]], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("SENTINEL_HOSTS")
+    )
+    redis_master: str = Field("mymaster", validation_alias=_env("REDIS_MASTER"))
+    redis_password: SecretStr = Field(SecretStr(""), validation_alias=_env("REDIS_PASSWORD"))
+    sentinel_password: SecretStr = Field(SecretStr(""), validation_alias=_env("SENTINEL_PASSWORD"))
+    redis_timeout_ms: int = Field(25, ge=1, le=60_000, validation_alias=_env("REDIS_TIMEOUT_MS"))
+    redis_max_connections: int = Field(
+        8, ge=1, le=1024, validation_alias=_env("REDIS_MAX_CONNECTIONS")
+    )
+    policies_file: Path | None = Field(None, validation_alias=_env("LIMITER_POLICIES"))
+    rate_limit: int = Field(10, ge=1, le=2**32 - 1, validation_alias=_env("RATE_LIMIT"))
+    time_window: int = Field(60, ge=1, validation_alias=_env("TIME_WINDOW"))
+    key_prefix: str = Field("rl", min_length=1, validation_alias=_env("LIMITER_KEY_PREFIX"))
+    failure_mode: FailureMode = Field(
+        FailureMode.OPEN, validation_alias=_env("LIMITER_FAILURE_MODE")
+    )
+    decision_timeout_ms: int = Field(
+        100, ge=1, le=60_000, validation_alias=_env("LIMITER_DECISION_TIMEOUT_MS")
+    )
+    max_key_bytes: int = Field(512, ge=1, le=16_384, validation_alias=_env("LIMITER_MAX_KEY_BYTES"))
+    health_interval_ms: int = Field(
+        1000, ge=50, le=60_000, validation_alias=_env("LIMITER_HEALTH_INTERVAL_MS")
+    )
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, le=600, validation_alias=_env("LIMITER_SHUTDOWN_GRACE_S")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("LIMITER_LOG_LEVEL"))
+
+    @field_validator("sentinel_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        hosts: list[tuple[str, int]] = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port")
+            hosts.append((host.strip("[]"), int(port)))
+        return hosts
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_hash_tag(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("must not contain '{' or '}' (keys are hash-tagged after it)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    def resolved_backend(self) -> BackendKind:
+        """``auto`` picks sentinel when SENTINEL_HOSTS is set, else redis when REDIS_URL is
+        set, else the embedded memory backend."""
+        if self.backend is not BackendKind.AUTO:
+            return self.backend
+        if self.sentinel_hosts:
+            return BackendKind.SENTINEL
+        if self.redis_url:
+            return BackendKind.REDIS
+        return BackendKind.MEMORY
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; raises ``ConfigError`` naming the env var at fault."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+    kind = settings.resolved_backend()
+    if kind is BackendKind.SENTINEL and not settings.sentinel_hosts:
+        raise ConfigError("LIMITER_BACKEND=sentinel needs SENTINEL_HOSTS=host:port,...")
+    if kind is BackendKind.REDIS and not settings.redis_url:
+        raise ConfigError("LIMITER_BACKEND=redis needs REDIS_URL=redis://host:port/db")
+    return settings
