@@ -1,0 +1,49 @@
+"""A small grpc.aio client for the tests, speaking ``ratelimit.v1`` over the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from limiter_service import proto
+
+
+class LimiterClient:
+    """One channel to one limiter."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+        self._one = self.channel.unary_unary(
+            proto.SHOULD_ALLOW_METHOD,
+            request_serializer=proto.ShouldAllowRequest.SerializeToString,
+            response_deserializer=proto.ShouldAllowResponse.FromString,
+        )
+        self._many = self.channel.unary_unary(
+            proto.SHOULD_ALLOW_BATCH_METHOD,
+            request_serializer=proto.ShouldAllowBatchRequest.SerializeToString,
+            response_deserializer=proto.ShouldAllowBatchResponse.FromString,
+        )
+
+    async def should_allow(
+        self,
+        key: str,
+        policy: str = "",
+        cost: int = 0,
+        dry_run: bool = False,
+        timeout: float = 5.0,
+    ) -> proto.ShouldAllowResponse:
+        request = proto.ShouldAllowRequest(key=key, policy=policy, cost=cost, dry_run=dry_run)
+        response: proto.ShouldAllowResponse = await self._one(request, timeout=timeout)
+        return response
+
+    async def batch(
+        self, requests: Sequence[proto.ShouldAllowRequest], timeout: float = 5.0
+    ) -> list[proto.ShouldAllowResponse]:
+        reply: proto.ShouldAllowBatchResponse = await self._many(
+            proto.ShouldAllowBatchRequest(requests=requests), timeout=timeout
+        )
+        return list(reply.responses)
+
+    async def close(self) -> None:
+        await self.channel.close()

@@ -1,0 +1,125 @@
+"""Contract: every algorithm gives the same verdicts on Redis (Lua) as in memory (Python).
+
+Two levels:
+- the Lua scripts with Redis ``TIME`` swapped for a clock the test sets, so whole random
+  sequences (window changes, denials, dry runs, costs) must match to the microsecond;
+- the real scripts through the real Redis backend, where Redis's own clock runs: decisions
+  and ``remaining`` must match exactly, durations within the time the sequence took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from limiter_service.backends.connection import StaticConnector
+from limiter_service.backends.memory import MemoryBackend
+from limiter_service.backends.redis import RedisBackend
+from limiter_service.backends.scripts import RESULT_WIDTH, load_scripts
+from limiter_service.decision import Algorithm, Hit, Policy, Verdict
+from tests.integration.conftest import StandaloneRedis
+from tests.unit.conftest import SECOND, FakeClock
+
+pytestmark = pytest.mark.integration
+
+TIME_LINES = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+POLICIES = [
+    Policy("fw", 7, 10 * SECOND, Algorithm.FIXED_WINDOW, 7),
+    Policy("sw", 7, 10 * SECOND, Algorithm.SLIDING_WINDOW, 7),
+    Policy("tb", 7, 10 * SECOND, Algorithm.TOKEN_BUCKET, 7),
+    Policy("tb-burst", 30, 10 * SECOND, Algorithm.TOKEN_BUCKET, 4),
+    Policy("fw-odd", 13, 7 * SECOND + 1000, Algorithm.FIXED_WINDOW, 13),
+    Policy("sw-odd", 13, 7 * SECOND + 1000, Algorithm.SLIDING_WINDOW, 13),
+    Policy("tb-odd", 7, 3 * SECOND + 1000, Algorithm.TOKEN_BUCKET, 7),
+]
+
+
+def clocked_source(algorithm: Algorithm) -> str:
+    source = load_scripts()[algorithm].source
+    assert TIME_LINES in source, "the script no longer reads TIME the way this test expects"
+    return source.replace(TIME_LINES, "local now = tonumber(ARGV[#ARGV])\n")
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
+async def test_lua_matches_python_on_random_sequences(
+    redis_server: StandaloneRedis, policy: Policy
+) -> None:
+    rng = random.Random(f"contract-{policy.name}")
+    source = clocked_source(policy.algorithm)
+    first, second = policy.script_params()
+    clock = FakeClock(1_763_700_000_000_000 + rng.randrange(policy.window_us))
+    memory = MemoryBackend(clock)
+    key = f"contract:{policy.name}:{rng.random()}"
+    with redis_server.client() as client:
+        for step in range(400):
+            clock.advance(rng.choice([0, 0, 1, rng.randrange(policy.window_us // 3)]))
+            cost = rng.choice([1, 1, 1, rng.randint(1, policy.capacity)])
+            dry = rng.random() < 0.1
+            (expected,) = await memory.decide([Hit(key, policy, cost, dry)], 0.0)
+            reply = client.eval(source, 1, key, first, second, cost, int(dry), clock.now)
+            assert isinstance(reply, list) and len(reply) == RESULT_WIDTH
+            got = Verdict(bool(reply[0]), *reply[1:])
+            assert got == expected, f"step {step}: cost={cost} dry={dry}"
+            ttl_ms = client.pttl(key)
+            assert ttl_ms != -1, "every key written must carry a TTL"
+
+
+async def test_batch_script_decides_items_in_order(redis_server: StandaloneRedis) -> None:
+    policy = POLICIES[0]
+    source = clocked_source(policy.algorithm)
+    clock = FakeClock(1_763_700_000_000_000)
+    keys = ["batch:a", "batch:b", "batch:a", "batch:a"]
+    costs = [5, 7, 2, 1]
+    memory = MemoryBackend(clock)
+    expected = await memory.decide(
+        [Hit(k, policy, c, False) for k, c in zip(keys, costs, strict=True)], 0.0
+    )
+    argv: list[int] = []
+    for cost in costs:
+        argv += [policy.limit, policy.window_us, cost, 0]
+    with redis_server.client() as client:
+        client.delete(*set(keys))
+        reply = client.eval(source, len(keys), *keys, *argv, clock.now)
+    got = [Verdict(bool(reply[i]), *reply[i + 1 : i + 4]) for i in range(0, len(reply), 4)]
+    assert got == expected
+    assert [v.allowed for v in got] == [True, True, True, False]
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+async def test_real_scripts_match_memory_within_a_window(
+    redis_server: StandaloneRedis, algorithm: Algorithm
+) -> None:
+    policy = Policy(f"live-{algorithm.value}", 20, 3600 * SECOND, algorithm, 20)
+    backend = RedisBackend(StaticConnector(redis_server.url, "", 2.0, 4), 2.0)
+    with redis_server.client() as client:
+        for _attempt in range(3):
+            key = f"live:{algorithm.value}:{random.random()}"
+            start_s, start_us = client.time()
+            clock = FakeClock(start_s * SECOND + start_us)
+            memory = MemoryBackend(clock)
+            rng = random.Random(algorithm.value)
+            pairs: list[tuple[Verdict, Verdict]] = []
+            for _ in range(40):
+                hit = Hit(key, policy, rng.randint(1, 3), rng.random() < 0.1)
+                deadline = asyncio.get_running_loop().time() + 5
+                (live,) = await backend.decide([hit], deadline)
+                (reference,) = await memory.decide([hit], 0.0)
+                pairs.append((live, reference))
+            end_s, end_us = client.time()
+            elapsed = end_s * SECOND + end_us - clock.now
+            window_start = clock.now - clock.now % policy.window_us
+            if end_s * SECOND + end_us < window_start + policy.window_us:
+                break  # the sequence stayed inside one window: compare it
+        else:
+            pytest.fail("could not run the sequence inside one window")
+    await backend.close()
+    for live, reference in pairs:
+        assert (live.allowed, live.remaining) == (reference.allowed, reference.remaining)
+        for got, want in [
+            (live.reset_after_us, reference.reset_after_us),
+            (live.retry_after_us, reference.retry_after_us),
+        ]:
+            assert want - elapsed <= got <= want
+    assert any(not live.allowed for live, _ in pairs)

@@ -1,0 +1,130 @@
+"""Limiter: validation before the backend, one backend call per request or batch, failure
+modes within the deadline, coalescing of concurrent calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from limiter_service.backends.memory import MemoryBackend
+from limiter_service.decision import Hit, Reason, Verdict
+from limiter_service.errors import BackendUnavailable, InvalidRequest, UnknownPolicy
+from limiter_service.limiter import MAX_BATCH, Limiter, Request
+from limiter_service.policies import default_policies
+from limiter_service.settings import FailureMode
+from tests.unit.conftest import FakeClock
+
+
+class RecordingBackend:
+    """The memory backend, counting calls; can be told to hang or to fail."""
+
+    description = "recording"
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.inner = MemoryBackend(clock)
+        self.calls: list[int] = []
+        self.hang = False
+        self.fail = False
+
+    async def decide(self, hits: Sequence[Hit], deadline: float) -> list[Verdict]:
+        self.calls.append(len(hits))
+        if self.fail:
+            raise BackendUnavailable("connection refused")
+        if self.hang:
+            await asyncio.sleep(3600)
+        return await self.inner.decide(hits, deadline)
+
+    async def ping(self, deadline: float) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def make_limiter(
+    backend: RecordingBackend, mode: FailureMode = FailureMode.OPEN, timeout_s: float = 0.05
+) -> Limiter:
+    return Limiter(
+        default_policies(10, 60),
+        backend,
+        max_key_bytes=16,
+        failure_mode=mode,
+        decision_timeout_s=timeout_s,
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "error", "message"),
+    [
+        (Request(""), InvalidRequest, "key must not be empty"),
+        (Request("k" * 17), InvalidRequest, "17 bytes; the maximum is 16"),
+        (Request("é" * 9), InvalidRequest, "18 bytes"),
+        (Request("k", cost=11), InvalidRequest, "capacity 10"),
+        (Request("k", policy="gold"), UnknownPolicy, "known policies: default"),
+    ],
+)
+async def test_bad_requests_never_reach_the_backend(
+    clock: FakeClock, request_: Request, error: type[Exception], message: str
+) -> None:
+    backend = RecordingBackend(clock)
+    limiter = make_limiter(backend)
+    with pytest.raises(error, match=message):
+        await limiter.decide([Request("fine"), request_])
+    assert backend.calls == []
+
+
+async def test_oversized_batch_is_refused(clock: FakeClock) -> None:
+    backend = RecordingBackend(clock)
+    with pytest.raises(InvalidRequest, match=f"maximum is {MAX_BATCH}"):
+        await make_limiter(backend).decide([Request("k")] * (MAX_BATCH + 1))
+    assert backend.calls == []
+
+
+async def test_cost_zero_counts_as_one_and_batch_is_one_call(clock: FakeClock) -> None:
+    backend = RecordingBackend(clock)
+    decisions = await make_limiter(backend).decide([Request("k", cost=0)] * 12)
+    assert backend.calls == [12]
+    assert [d.remaining for d in decisions[:10]] == list(range(9, -1, -1))
+    assert [d.reason for d in decisions[10:]] == [Reason.OVER_LIMIT] * 2
+    assert all(d.policy == "default" and d.limit == 10 for d in decisions)
+
+
+@pytest.mark.parametrize(
+    ("mode", "allowed", "reason"),
+    [(FailureMode.OPEN, True, Reason.FAIL_OPEN), (FailureMode.CLOSED, False, Reason.FAIL_CLOSED)],
+)
+@pytest.mark.parametrize("trouble", ["hang", "fail"])
+async def test_failure_mode_answers_within_the_deadline(
+    clock: FakeClock, mode: FailureMode, allowed: bool, reason: Reason, trouble: str
+) -> None:
+    backend = RecordingBackend(clock)
+    setattr(backend, trouble, True)
+    limiter = make_limiter(backend, mode, timeout_s=0.05)
+    started = time.monotonic()
+    (decision,) = await limiter.decide([Request("k")], time_remaining_s=10.0)
+    assert time.monotonic() - started < 1.0
+    assert (decision.allowed, decision.reason) == (allowed, reason)
+    assert limiter.fallbacks.total == 1
+
+
+async def test_caller_deadline_shorter_than_decision_timeout_wins(clock: FakeClock) -> None:
+    backend = RecordingBackend(clock)
+    backend.hang = True
+    limiter = make_limiter(backend, timeout_s=30.0)
+    started = time.monotonic()
+    (decision,) = await limiter.decide([Request("k")], time_remaining_s=0.1)
+    assert time.monotonic() - started < 0.1
+    assert decision.reason is Reason.FAIL_OPEN
+
+
+async def test_concurrent_requests_share_round_trips(clock: FakeClock) -> None:
+    backend = RecordingBackend(clock)
+    limiter = Limiter(default_policies(100, 60), backend, max_in_flight=1)
+    results = await asyncio.gather(*(limiter.decide([Request("k")]) for _ in range(150)))
+    assert sum(backend.calls) == 150
+    assert len(backend.calls) < 150  # coalesced
+    allowed = [d for (d,) in results if d.allowed]
+    assert len(allowed) == 100
