@@ -1,0 +1,138 @@
+"""Bad input gets the right status and a message naming the problem; Redis sees nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from devstack import ProcessGroup, free_port
+from devstack.limiter import start_limiter
+from limiter_service import proto
+from tests.integration.client import LimiterClient
+from tests.integration.conftest import StandaloneRedis
+
+pytestmark = pytest.mark.integration
+
+# Commands a healthy idle limiter may send on its own (health checks, new connections).
+HOUSEKEEPING = {"ping", "info", "client|setinfo", "client|setname", "hello", "auth", "select"}
+
+
+def data_commands(redis_server: StandaloneRedis) -> dict[str, int]:
+    with redis_server.client() as client:
+        stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(value["calls"])
+        for name, value in stats.items()
+        if name.removeprefix("cmdstat_") not in HOUSEKEEPING
+    }
+
+
+@pytest.fixture
+async def client(
+    redis_server: StandaloneRedis, processes: ProcessGroup, tmp_path: Path
+) -> AsyncIterator[LimiterClient]:
+    path = tmp_path / "policies.yaml"
+    path.write_text(
+        "policies:\n  default: {limit: 10, window: 60s}\n  tight: {limit: 3, window: 1s}\n"
+    )
+    env = {"REDIS_URL": redis_server.url, "LIMITER_POLICIES": str(path)}
+    node = start_limiter(processes, "limiter", free_port(), env)
+    limiter = LimiterClient(node.address)
+    yield limiter
+    await limiter.close()
+
+
+BIG = "k" * 513
+CASES = [
+    (
+        "empty key",
+        [proto.ShouldAllowRequest(key="")],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "key must not be empty",
+    ),
+    (
+        "key too long",
+        [proto.ShouldAllowRequest(key=BIG)],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "513 bytes; the maximum is 512",
+    ),
+    (
+        "unknown policy",
+        [proto.ShouldAllowRequest(key="k", policy="gold")],
+        grpc.StatusCode.NOT_FOUND,
+        "unknown policy 'gold'; known policies: default, tight",
+    ),
+    (
+        "cost over capacity",
+        [proto.ShouldAllowRequest(key="k", policy="tight", cost=4)],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "capacity 3",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "requests", "code", "message"), CASES, ids=[c[0] for c in CASES])
+async def test_single_and_batch_bad_input(
+    client: LimiterClient,
+    redis_server: StandaloneRedis,
+    name: str,
+    requests: list[proto.ShouldAllowRequest],
+    code: grpc.StatusCode,
+    message: str,
+) -> None:
+    before = data_commands(redis_server)
+    with pytest.raises(grpc.aio.AioRpcError) as single:
+        r = requests[0]
+        await client.should_allow(r.key, r.policy, r.cost)
+    assert single.value.code() == code
+    assert message in (single.value.details() or "")
+    assert "Traceback" not in (single.value.details() or "")
+    good = proto.ShouldAllowRequest(key=f"good:{uuid.uuid4()}")
+    with pytest.raises(grpc.aio.AioRpcError) as batch:
+        await client.batch([good, *requests])
+    assert batch.value.code() == code
+    assert message in (batch.value.details() or "")
+    assert data_commands(redis_server) == before, "Redis saw a command for a refused request"
+    # The good item of the refused batch consumed nothing.
+    fresh = await client.should_allow(good.key)
+    assert fresh.remaining == 9
+
+
+async def test_batch_over_1000_items(client: LimiterClient, redis_server: StandaloneRedis) -> None:
+    before = data_commands(redis_server)
+    items = [proto.ShouldAllowRequest(key=f"k{i}") for i in range(1001)]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.batch(items)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "1001 requests; the maximum is 1000" in (caught.value.details() or "")
+    assert data_commands(redis_server) == before
+
+
+async def test_message_over_64_kib(client: LimiterClient, redis_server: StandaloneRedis) -> None:
+    before = data_commands(redis_server)
+    items = [proto.ShouldAllowRequest(key="k" * 500) for _ in range(140)]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.batch(items)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in (caught.value.details() or "")
+    assert data_commands(redis_server) == before
+
+
+async def test_valid_batch_is_one_round_trip_and_ordered(
+    client: LimiterClient, redis_server: StandaloneRedis
+) -> None:
+    key = f"batch:{uuid.uuid4()}"
+    before = data_commands(redis_server)
+    responses = await client.batch(
+        [proto.ShouldAllowRequest(key=key, policy="tight") for _ in range(4)]
+        + [proto.ShouldAllowRequest(key=key)]  # same key, other policy: its own counter
+    )
+    after = data_commands(redis_server)
+    assert [r.allowed for r in responses] == [True, True, True, False, True]
+    assert [r.remaining for r in responses] == [2, 1, 0, 0, 9]
+    assert [r.policy for r in responses] == ["tight"] * 4 + ["default"]
+    assert after.get("evalsha", 0) - before.get("evalsha", 0) == 1
