@@ -14,7 +14,7 @@ import signal
 import sys
 
 import grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2_grpc
 
 from limiter_service import proto
 from limiter_service.backends.base import Backend
@@ -27,6 +27,7 @@ from limiter_service.grpc_service import MAX_MESSAGE_BYTES, RateLimiterService
 from limiter_service.health import HealthReporter
 from limiter_service.limiter import Limiter
 from limiter_service.policies import PolicySet, default_policies, load_policies
+from limiter_service.reflection import enable_reflection
 from limiter_service.settings import BackendKind, Settings, load_settings
 
 log = logging.getLogger("limiter_service")
@@ -90,14 +91,14 @@ async def serve(settings: Settings) -> None:
         ]
     )
     server.add_generic_rpc_handlers((RateLimiterService(limiter).generic_handler(),))
-    from grpc_health.v1 import health_pb2_grpc
-
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    reflection.enable_server_reflection(
-        (proto.SERVICE_NAME, "grpc.health.v1.Health", reflection.SERVICE_NAME), server
-    )
-    if server.add_insecure_port(settings.listen) == 0:
-        raise ConfigError(f"LIMITER_LISTEN: cannot listen on {settings.listen}")
+    enable_reflection(server, (proto.SERVICE_NAME, "grpc.health.v1.Health"))
+    try:
+        server.add_insecure_port(settings.listen)
+    except RuntimeError:
+        raise ConfigError(
+            f"LIMITER_LISTEN: cannot listen on {settings.listen} (in use, or not an address)"
+        ) from None
     await health.check_once()
     health.start()
     await server.start()

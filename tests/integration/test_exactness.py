@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def policies_file(tmp_path: Path) -> str:
 
 async def hammer(
     clients: list[LimiterClient], key: str, total: int = 1000
-) -> collections.Counter[int]:
+) -> collections.Counter[proto.Reason]:
     calls = [clients[i % len(clients)].should_allow(key, timeout=30) for i in range(total)]
     responses = await asyncio.gather(*calls)
     reasons = collections.Counter(r.reason for r in responses)
@@ -73,9 +74,9 @@ async def test_one_limiter_in_memory(processes: ProcessGroup, tmp_path: Path) ->
 
 
 @pytest.fixture(scope="module")
-def topology(tmp_path_factory: pytest.TempPathFactory) -> RedisTopology:
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTopology]:
     with RedisTopology(tmp_path_factory.mktemp("exact-topology")) as running:
-        yield running  # type: ignore[misc]
+        yield running
 
 
 async def test_two_limiters_share_sentinel_backed_redis(

@@ -49,3 +49,20 @@ def test_list_describe_and_call_through_reflection(processes: ProcessGroup) -> N
     assert replies[2].get("allowed", False) is False
     assert replies[2]["reason"] == "REASON_OVER_LIMIT"
     assert replies[2]["retry_after"].endswith("s")
+
+
+def test_v1_reflection_protocol_is_served_too(processes: ProcessGroup) -> None:
+    """grpcurl and buf ask ``grpc.reflection.v1`` first; it must answer, not UNIMPLEMENTED."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    node = start_limiter(processes, "limiter", free_port(), {})
+    with grpc.insecure_channel(node.address) as channel:
+        call = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (reply,) = list(call(iter([request]), timeout=5))
+    names = {service.name for service in reply.list_services_response.service}
+    assert "ratelimit.v1.RateLimiter" in names
