@@ -54,6 +54,9 @@ def data_node_config(
         f"dir {quote_path(directory)}",
         'save ""',
         "appendonly no",
+        # The default 5 s delay batches replicas into one full sync; ours are few and
+        # tests wait on every resync.
+        "repl-diskless-sync-delay 0",
         f"requirepass {check_token(password, 'password')}",
         f"masterauth {password}",
     ]

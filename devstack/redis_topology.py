@@ -296,10 +296,11 @@ class RedisTopology:
     def wait_replicated(self, timeout: float = 5.0, replicas: int = _REPLICAS) -> int:
         """Return once ``replicas`` replicas hold every write the master has accepted.
 
-        Writes from any connection count: a ``PUBLISH`` (which Redis replicates without
-        touching the keyspace) is sent first so that ``WAIT`` on this connection covers
-        the whole replication stream so far. Returns how many replicas acknowledged.
-        Raises ``DeadlineExceededError`` if fewer did within ``timeout`` seconds.
+        Writes from any connection count: ``WAIT`` only covers its own connection's
+        writes (on recent Redis versions), so a ``PUBLISH``, which Redis replicates
+        without touching the keyspace, is sent on that connection first. Returns how
+        many replicas acknowledged. Raises ``DeadlineExceededError`` if fewer did
+        within ``timeout`` seconds.
         """
         master = self.current_master()
         with connect(master, self._password, timeout=timeout + 1.0, single_connection=True) as c:
