@@ -10,6 +10,7 @@ declare -A package_of=(
   [redis-benchmark]=redis-tools
   [nginx]=nginx
   [wrk]=wrk
+  [docker-compose]=docker-compose
 )
 
 missing_pkgs=()

@@ -136,3 +136,17 @@ async def test_valid_batch_is_one_round_trip_and_ordered(
     assert [r.remaining for r in responses] == [2, 1, 0, 0, 9]
     assert [r.policy for r in responses] == ["tight"] * 4 + ["default"]
     assert after.get("evalsha", 0) - before.get("evalsha", 0) == 1
+
+
+async def test_should_allow_is_one_round_trip(
+    client: LimiterClient, redis_server: StandaloneRedis
+) -> None:
+    await client.should_allow(f"warm:{uuid.uuid4()}")  # scripts loaded, connection open
+    before = data_commands(redis_server)
+    reply = await client.should_allow(f"one:{uuid.uuid4()}")
+    after = data_commands(redis_server)
+    assert reply.reason == proto.Reason.REASON_WITHIN_LIMIT
+    changed = {name for name in after if after[name] != before.get(name, 0)}
+    # Only the script and the commands it runs inside Redis; nothing sent besides EVALSHA.
+    assert after["evalsha"] - before.get("evalsha", 0) == 1
+    assert changed <= {"evalsha", "time", "hmget", "hget", "hset", "pexpire"}
