@@ -1,0 +1,51 @@
+"""What the rate-limit dependency hands to an endpoint: one typed, immutable decision.
+
+All times are whole seconds, rounded up, because that is what HTTP headers carry
+(``Retry-After``, ``RateLimit``'s ``t``): a client that waits that long is never early.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+__all__ = ["Decision", "Reason"]
+
+
+class Reason(enum.IntEnum):
+    """Why the request got its answer; values match ``ratelimit.v1.Reason``."""
+
+    UNSPECIFIED = 0
+    #: Allowed and counted.
+    WITHIN_LIMIT = 1
+    #: Denied: over the policy's quota; nothing was counted.
+    OVER_LIMIT = 2
+    #: Allowed without counting: no decision could be made (limiter or its backend down,
+    #: or late) and the failure mode is ``open``.
+    FAIL_OPEN = 3
+    #: Denied without counting: no decision could be made and the failure mode is ``closed``.
+    FAIL_CLOSED = 4
+
+
+class Decision(NamedTuple):
+    """The limiter's answer for one request.
+
+    ``limit``, ``remaining`` and ``reset_s`` are meaningful only for ``WITHIN_LIMIT`` and
+    ``OVER_LIMIT``; under a failure mode they are 0. ``reset_s`` is the ``t`` of the
+    ``RateLimit`` header: seconds until the quota is fully available again when allowed,
+    and equal to ``retry_after_s`` when denied. ``retry_after_s`` is 0 when allowed and at
+    least 1 when denied.
+    """
+
+    allowed: bool
+    reason: Reason
+    policy: str
+    limit: int = 0
+    remaining: int = 0
+    reset_s: int = 0
+    retry_after_s: int = 0
+
+    @property
+    def counted(self) -> bool:
+        """Whether the limiter actually decided (as opposed to a failure mode answering)."""
+        return self.reason is Reason.WITHIN_LIMIT or self.reason is Reason.OVER_LIMIT

@@ -1,0 +1,81 @@
+"""``RateLimit``: the FastAPI dependency that asks the limiter before an endpoint runs.
+
+Usage, in two lines::
+
+    Limited = Annotated[Decision, Depends(RateLimit(policy="default", key=client_ip))]
+
+    @app.get("/items")
+    async def items(decision: Limited) -> dict[str, str]: ...
+
+or ``dependencies=[Depends(RateLimit(...))]`` on a route or router. Outcomes:
+
+* counted and allowed: the endpoint runs and its response carries ``RateLimit-Policy`` and
+  ``RateLimit`` (only when the endpoint returns data; an endpoint returning a ``Response``
+  itself must copy ``rate_limit_state(request).headers.as_dict(decision)``);
+* over the quota: ``RateLimitExceeded`` (429, ``Retry-After`` equal to ``RateLimit``'s t);
+* no decision possible: ``FAIL_OPEN`` lets the request through without those headers,
+  ``FAIL_CLOSED`` raises ``LimiterUnavailable`` (503, ``Retry-After``);
+* a refused key or a server misconfiguration: 400 / 500, see ``api.errors``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from fastapi import Depends
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.decision import Decision, Reason
+from api.errors import LimiterUnavailable, RateLimitExceeded
+from api.keys import KeyFunc, client_ip
+from api.lifespan import rate_limit_state
+
+__all__ = ["RateLimit"]
+
+
+class RateLimit:
+    """Charges ``cost`` units of ``policy`` to the key that ``key`` derives from the request.
+
+    ``key`` is a FastAPI dependency returning the key string, so it may itself depend on
+    others (the current user, a header). ``policy`` ``""`` lets the limiter choose by key.
+    Instances are reusable and hold no per-request state.
+    """
+
+    __signature__: inspect.Signature
+
+    def __init__(self, policy: str = "default", key: KeyFunc = client_ip, *, cost: int = 1) -> None:
+        if cost < 1:
+            raise ValueError(f"cost must be at least 1, got {cost}")
+        self.policy = policy
+        self.key = key
+        self.cost = cost
+        # FastAPI reads the parameters from this signature: the same as __call__'s, with
+        # the key resolved through the ``key`` dependency.
+        signature = inspect.signature(type(self).__call__, eval_str=True)
+        parameters = list(signature.parameters.values())[1:]
+        self.__signature__ = signature.replace(
+            parameters=[
+                param.replace(default=Depends(key)) if param.name == "key" else param
+                for param in parameters
+            ]
+        )
+
+    def __repr__(self) -> str:
+        name = getattr(self.key, "__name__", repr(self.key))
+        return f"RateLimit(policy={self.policy!r}, key={name}, cost={self.cost})"
+
+    async def __call__(self, request: Request, response: Response, key: str) -> Decision:
+        """Decide; add the headers to ``response`` or raise the HTTP error (see module)."""
+        state = rate_limit_state(request)
+        decision = await state.client.decide(key, self.policy, self.cost)
+        reason = decision.reason
+        if reason is Reason.WITHIN_LIMIT:
+            response.raw_headers.extend(state.headers.raw(decision))
+        elif reason is Reason.OVER_LIMIT:
+            raise RateLimitExceeded(
+                decision.policy, decision.retry_after_s, state.headers.as_dict(decision)
+            )
+        elif reason is Reason.FAIL_CLOSED:
+            raise LimiterUnavailable(decision.retry_after_s)
+        return decision

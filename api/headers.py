@@ -1,0 +1,96 @@
+"""The ``RateLimit-Policy`` and ``RateLimit`` fields of draft-ietf-httpapi-ratelimit-headers.
+
+Both are Structured Field Lists (RFC 8941) of one item per policy, the item being the
+policy name as an sf-string::
+
+    RateLimit-Policy: "default";q=10;w=60     quota q units per window w seconds
+    RateLimit: "default";r=9;t=42             r units remain; t seconds until reset
+
+``w`` is optional in the draft and left out when the window is unknown. The functions here
+are pure; ``HeaderCache`` keeps the encoded per-policy parts so the hot path only formats
+two integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from api.decision import Decision
+
+__all__ = [
+    "RATELIMIT",
+    "RATELIMIT_POLICY",
+    "RETRY_AFTER",
+    "HeaderCache",
+    "policy_field",
+    "ratelimit_field",
+    "sf_string",
+]
+
+RATELIMIT_POLICY = "RateLimit-Policy"
+RATELIMIT = "RateLimit"
+RETRY_AFTER = "Retry-After"
+_RAW_POLICY = RATELIMIT_POLICY.lower().encode()
+_RAW_RATELIMIT = RATELIMIT.lower().encode()
+_MAX_CACHED = 256
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def sf_string(value: str) -> str:
+    """``value`` as an RFC 8941 sf-string: double-quoted, ``\\`` and ``"`` escaped.
+
+    Raises ``ValueError`` for characters an sf-string cannot carry (outside printable ASCII).
+    """
+    if not all(" " <= char <= "~" for char in value):
+        raise ValueError(f"{value!r} has characters outside printable ASCII")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def policy_field(policy: str, quota: int, window_s: int | None) -> str:
+    """One ``RateLimit-Policy`` item: ``"default";q=10;w=60`` (``;w`` only if known)."""
+    item = f"{sf_string(policy)};q={quota}"
+    return item if window_s is None else f"{item};w={window_s}"
+
+
+def ratelimit_field(policy: str, remaining: int, reset_s: int) -> str:
+    """One ``RateLimit`` item: ``"default";r=9;t=42``; negatives are clamped to 0."""
+    return f"{sf_string(policy)};r={max(remaining, 0)};t={max(reset_s, 0)}"
+
+
+class HeaderCache:
+    """Encoded header values per (policy, quota), built once and reused.
+
+    ``window_for`` says which ``w`` to advertise for a policy (``None``: leave it out).
+    """
+
+    def __init__(self, window_for: Callable[[str], int | None]) -> None:
+        self._window_for = window_for
+        self._parts: dict[tuple[str, int], tuple[bytes, bytes]] = {}
+
+    def _encoded(self, policy: str, quota: int) -> tuple[bytes, bytes]:
+        parts = self._parts.get((policy, quota))
+        if parts is None:
+            if len(self._parts) >= _MAX_CACHED:
+                self._parts.clear()
+            parts = (
+                policy_field(policy, quota, self._window_for(policy)).encode("ascii"),
+                sf_string(policy).encode("ascii"),
+            )
+            self._parts[(policy, quota)] = parts
+        return parts
+
+    def raw(self, decision: Decision) -> RawHeaders:
+        """ASGI header pairs (lower-case names) for a counted decision."""
+        policy_value, name = self._encoded(decision.policy, decision.limit)
+        remaining = decision.remaining if decision.remaining > 0 else 0
+        reset_s = decision.reset_s if decision.reset_s > 0 else 0
+        return [
+            (_RAW_POLICY, policy_value),
+            (_RAW_RATELIMIT, b"%b;r=%d;t=%d" % (name, remaining, reset_s)),
+        ]
+
+    def as_dict(self, decision: Decision) -> dict[str, str]:
+        """The same two fields by their canonical names, for exceptions and responses."""
+        (_, policy_value), (_, value) = self.raw(decision)
+        return {RATELIMIT_POLICY: policy_value.decode(), RATELIMIT: value.decode()}

@@ -1,0 +1,1 @@
+"""Tests of the ``api`` package: unit tests and real-process integration tests."""

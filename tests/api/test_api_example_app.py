@@ -1,0 +1,68 @@
+"""The dependency in another app (``ratelimit_example_app.py``): pluggable keys, and the
+limiter's refusals turned into clear HTTP errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.api_stack import LIMIT, SharedStack, client
+
+pytestmark = pytest.mark.integration
+
+
+def test_api_keys_have_separate_budgets(shared_stack: SharedStack) -> None:
+    url = shared_stack.example.url
+    with client() as http:
+        first = [
+            http.get(f"{url}/apikey", headers={"X-API-Key": "key-a"}).status_code
+            for _ in range(LIMIT + 1)
+        ]
+        other = http.get(f"{url}/apikey", headers={"X-API-Key": "key-b"})
+    assert first == [200] * LIMIT + [429]
+    assert other.status_code == 200
+    assert other.json() == {"reason": "WITHIN_LIMIT", "remaining": LIMIT - 1}
+
+
+def test_missing_api_key_is_charged_to_the_client_ip(shared_stack: SharedStack) -> None:
+    url = shared_stack.example.url
+    headers = {"X-Real-IP": "198.51.100.30"}
+    with client() as http:
+        by_key = http.get(f"{url}/apikey", headers=headers)
+        by_ip = http.get(f"{url}/ip", headers=headers)
+    assert by_key.json()["remaining"] == LIMIT - 1
+    assert by_ip.json()["remaining"] == LIMIT - 2
+
+
+def test_user_key_from_a_dependency(shared_stack: SharedStack) -> None:
+    with client() as http:
+        response = http.get(f"{shared_stack.example.url}/user", headers={"X-User-Id": "42"})
+    assert response.status_code == 200
+    assert (
+        response.headers["RateLimit"]
+        == f'"default";r={LIMIT - 1};t=' + (response.headers["RateLimit"].rsplit("=", 1)[1])
+    )
+
+
+def test_oversized_client_supplied_key_is_a_400(shared_stack: SharedStack) -> None:
+    with client() as http:
+        response = http.get(f"{shared_stack.example.url}/user", headers={"X-User-Id": "u" * 600})
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "invalid rate-limit key: key is 605 bytes; the maximum is 512"
+    }
+
+
+def test_unknown_policy_is_a_500_with_a_clear_detail_logged_once(
+    shared_stack: SharedStack,
+) -> None:
+    with client() as http:
+        responses = [http.get(f"{shared_stack.example.url}/misconfigured") for _ in range(3)]
+    for response in responses:
+        assert response.status_code == 500
+        assert response.json() == {
+            "detail": "server misconfiguration: rate-limit policy 'no-such-policy' does not exist"
+        }
+        assert "Traceback" not in response.text
+    log = shared_stack.example.log()
+    assert log.count("rate limiting misconfigured") == 1
+    assert "known policies: default" in log

@@ -1,0 +1,52 @@
+"""RateLimit-Policy / RateLimit field formatting (pure functions, no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.decision import Decision, Reason
+from api.headers import HeaderCache, policy_field, ratelimit_field, sf_string
+
+
+def test_sf_string_quotes_and_escapes() -> None:
+    assert sf_string("default") == '"default"'
+    assert sf_string('a"b\\c') == '"a\\"b\\\\c"'
+
+
+@pytest.mark.parametrize("bad", ["caf\u00e9", "tab\there", "new\nline"])
+def test_sf_string_refuses_what_it_cannot_carry(bad: str) -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        sf_string(bad)
+
+
+def test_policy_field_matches_the_draft_syntax() -> None:
+    assert policy_field("default", 10, 60) == '"default";q=10;w=60'
+    assert policy_field("login", 5, None) == '"login";q=5'
+
+
+def test_ratelimit_field_matches_the_draft_syntax() -> None:
+    assert ratelimit_field("default", 9, 42) == '"default";r=9;t=42'
+    assert ratelimit_field("default", -3, -1) == '"default";r=0;t=0'
+
+
+def test_cache_encodes_the_policy_once_and_formats_the_counters() -> None:
+    windows = {"default": 60}
+    asked: list[str] = []
+
+    def window_for(policy: str) -> int | None:
+        asked.append(policy)
+        return windows.get(policy)
+
+    cache = HeaderCache(window_for)
+    first = Decision(True, Reason.WITHIN_LIMIT, "default", 10, 9, 42)
+    second = first._replace(remaining=8, reset_s=41)
+    assert cache.raw(first) == [
+        (b"ratelimit-policy", b'"default";q=10;w=60'),
+        (b"ratelimit", b'"default";r=9;t=42'),
+    ]
+    assert cache.raw(second)[1] == (b"ratelimit", b'"default";r=8;t=41')
+    assert asked == ["default"]
+    assert cache.as_dict(Decision(False, Reason.OVER_LIMIT, "other", 5, 0, 7, 7)) == {
+        "RateLimit-Policy": '"other";q=5',
+        "RateLimit": '"other";r=0;t=7',
+    }
