@@ -94,3 +94,4 @@ class Decision(NamedTuple):
     retry_after_us: int
     policy: str
     reason: Reason
+    window_us: int

@@ -67,6 +67,7 @@ def _response(decision: Decision) -> proto.ShouldAllowResponse:
         retry_after=_duration(decision.retry_after_us),
         policy=decision.policy,
         reason=cast("proto.Reason", int(decision.reason)),
+        window=_duration(decision.window_us),
     )
 
 

@@ -106,16 +106,20 @@ class Limiter:
         return [_decision(hit, verdict) for hit, verdict in zip(hits, verdicts, strict=True)]
 
     def _fallback(self, hit: Hit) -> Decision:
+        policy = hit.policy
         if self._failure_mode is FailureMode.OPEN:
-            return Decision(True, hit.policy.limit, 0, 0, 0, hit.policy.name, Reason.FAIL_OPEN)
+            return Decision(
+                True, policy.limit, 0, 0, 0, policy.name, Reason.FAIL_OPEN, policy.window_us
+            )
         return Decision(
             False,
-            hit.policy.limit,
+            policy.limit,
             0,
             0,
             FAIL_CLOSED_RETRY_AFTER_US,
-            hit.policy.name,
+            policy.name,
             Reason.FAIL_CLOSED,
+            policy.window_us,
         )
 
     async def close(self) -> None:
@@ -132,4 +136,5 @@ def _decision(hit: Hit, verdict: Verdict) -> Decision:
         retry_after_us=verdict.retry_after_us,
         policy=hit.policy.name,
         reason=Reason.WITHIN_LIMIT if verdict.allowed else Reason.OVER_LIMIT,
+        window_us=hit.policy.window_us,
     )

@@ -46,6 +46,7 @@ def test_list_describe_and_call_through_reflection(processes: ProcessGroup) -> N
         ]
     assert replies[0]["allowed"] is True and replies[0]["remaining"] == "1"
     assert replies[0]["reason"] == "REASON_WITHIN_LIMIT" and replies[0]["policy"] == "default"
+    assert replies[0]["window"] == "60s"
     assert replies[2].get("allowed", False) is False
     assert replies[2]["reason"] == "REASON_OVER_LIMIT"
     assert replies[2]["retry_after"].endswith("s")

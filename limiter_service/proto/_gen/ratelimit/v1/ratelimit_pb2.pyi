@@ -36,7 +36,7 @@ class ShouldAllowRequest(_message.Message):
     def __init__(self, key: _Optional[str] = ..., policy: _Optional[str] = ..., cost: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class ShouldAllowResponse(_message.Message):
-    __slots__ = ("allowed", "limit", "remaining", "reset_after", "retry_after", "policy", "reason")
+    __slots__ = ("allowed", "limit", "remaining", "reset_after", "retry_after", "policy", "reason", "window")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     REMAINING_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class ShouldAllowResponse(_message.Message):
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     limit: int
     remaining: int
@@ -51,7 +52,8 @@ class ShouldAllowResponse(_message.Message):
     retry_after: _duration_pb2.Duration
     policy: str
     reason: Reason
-    def __init__(self, allowed: _Optional[bool] = ..., limit: _Optional[int] = ..., remaining: _Optional[int] = ..., reset_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., policy: _Optional[str] = ..., reason: _Optional[_Union[Reason, str]] = ...) -> None: ...
+    window: _duration_pb2.Duration
+    def __init__(self, allowed: _Optional[bool] = ..., limit: _Optional[int] = ..., remaining: _Optional[int] = ..., reset_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., policy: _Optional[str] = ..., reason: _Optional[_Union[Reason, str]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ShouldAllowBatchRequest(_message.Message):
     __slots__ = ("requests",)
