@@ -1,0 +1,107 @@
+"""Command-line options of ``python -m bench``.
+
+Defaults keep a full run under two minutes on two cores: each of the five gRPC scenarios
+measures for ``--duration`` seconds after ``--warmup`` seconds, ``--rounds`` times (the
+fastest round is reported), and each of the two ``redis-benchmark`` scenarios runs
+``--rounds`` times for about ``--duration`` seconds. ``--quick`` shortens everything to a
+smoke test (about 15 s in all); options given explicitly still win.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DEFAULT_OUTPUT", "BenchOptions", "parse_args"]
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    """One bench run. Durations in seconds; ``None`` timeouts leave the limiter's own
+    defaults (``REDIS_TIMEOUT_MS``, ``LIMITER_DECISION_TIMEOUT_MS``) in force."""
+
+    duration_s: float = 5.0
+    warmup_s: float = 1.0
+    rounds: int = 2
+    concurrency: int = 16
+    batch_size: int = 100
+    keys: int = 10_000
+    procs: int = 1
+    call_timeout_s: float = 5.0
+    policy_limit: int = 1_000_000_000
+    policy_window: str = "60s"
+    redis_timeout_ms: int | None = None
+    decision_timeout_ms: int | None = None
+    output: Path = DEFAULT_OUTPUT
+    workdir: Path | None = None
+    quick: bool = False
+
+
+_QUICK = {"duration": 1.0, "warmup": 0.3, "rounds": 1, "concurrency": 8, "keys": 1_000}
+# 16 calls in flight already saturate one Python gRPC server on two cores; more only
+# lengthens queues (and, for batches of 100, pushes the limiter past its 100 ms budget).
+_FULL = {"duration": 5.0, "warmup": 1.0, "rounds": 2, "concurrency": 16, "keys": 10_000}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
+    """Options from ``argv``; exits with status 2 and a usage message when they are invalid."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Throughput and latency of the limiter on real Redis, next to a bare "
+        "gRPC echo server and redis-benchmark running the same Lua script.",
+    )
+    parser.add_argument("--duration", type=_positive_float, help="measured seconds per run (5)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each run (1)")
+    parser.add_argument("--rounds", type=_positive_int, help="runs per scenario, best kept (2)")
+    parser.add_argument("--concurrency", type=_positive_int, help="calls in flight (16)")
+    parser.add_argument("--batch-size", type=_positive_int, default=100, help="(100)")
+    parser.add_argument("--keys", type=_positive_int, help="distinct keys (10000)")
+    parser.add_argument("--procs", type=_positive_int, default=1, help="load processes (1)")
+    parser.add_argument("--redis-timeout-ms", type=_positive_int, help="limiter REDIS_TIMEOUT_MS")
+    parser.add_argument(
+        "--decision-timeout-ms", type=_positive_int, help="limiter LIMITER_DECISION_TIMEOUT_MS"
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON path")
+    parser.add_argument("--workdir", type=Path, help="keep logs here (default: temporary)")
+    parser.add_argument("--quick", action="store_true", help="short smoke-test run")
+    args = parser.parse_args(argv)
+    base = _QUICK if args.quick else _FULL
+    options = BenchOptions(
+        duration_s=args.duration if args.duration is not None else base["duration"],
+        warmup_s=max(0.0, args.warmup if args.warmup is not None else base["warmup"]),
+        rounds=args.rounds or int(base["rounds"]),
+        concurrency=args.concurrency or int(base["concurrency"]),
+        batch_size=args.batch_size,
+        keys=args.keys or int(base["keys"]),
+        procs=args.procs,
+        redis_timeout_ms=args.redis_timeout_ms,
+        decision_timeout_ms=args.decision_timeout_ms,
+        output=args.output,
+        workdir=args.workdir,
+        quick=args.quick,
+    )
+    if options.procs > options.concurrency:
+        parser.error("--procs must not exceed --concurrency")
+    if options.keys < options.batch_size:
+        parser.error("--keys must be at least --batch-size")
+    if options.batch_size > 1000:
+        parser.error("--batch-size must be at most 1000 (the service's limit)")
+    return options
