@@ -1,7 +1,8 @@
 """What the rate-limit dependency hands to an endpoint: one typed, immutable decision.
 
 All times are whole seconds, rounded up, because that is what HTTP headers carry
-(``Retry-After``, ``RateLimit``'s ``t``): a client that waits that long is never early.
+(``Retry-After``, ``RateLimit``'s ``t``, ``RateLimit-Policy``'s ``w``): a client that waits
+that long is never early.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ class Reason(enum.IntEnum):
 class Decision(NamedTuple):
     """The limiter's answer for one request.
 
-    ``limit``, ``remaining`` and ``reset_s`` are meaningful only for ``WITHIN_LIMIT`` and
-    ``OVER_LIMIT``; under a failure mode they are 0. ``reset_s`` is the ``t`` of the
-    ``RateLimit`` header: seconds until the quota is fully available again when allowed,
-    and equal to ``retry_after_s`` when denied. ``retry_after_s`` is 0 when allowed and at
-    least 1 when denied.
+    ``limit``, ``remaining``, ``reset_s`` and ``window_s`` are meaningful only for
+    ``WITHIN_LIMIT`` and ``OVER_LIMIT``; under a failure mode they are 0. ``reset_s`` is the
+    ``t`` of the ``RateLimit`` header: seconds until the quota is fully available again when
+    allowed, and equal to ``retry_after_s`` when denied. ``retry_after_s`` is 0 when allowed
+    and at least 1 when denied. ``window_s`` is the policy's window as the limiter reports
+    it (``limit`` units per ``window_s`` seconds; a 1.5 s window is 2), advertised as
+    ``RateLimit-Policy``'s ``w``; 0 when unknown (a limiter older than
+    ``ShouldAllowResponse.window`` does not report it).
     """
 
     allowed: bool
@@ -44,6 +48,7 @@ class Decision(NamedTuple):
     remaining: int = 0
     reset_s: int = 0
     retry_after_s: int = 0
+    window_s: int = 0
 
     @property
     def counted(self) -> bool:

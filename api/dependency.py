@@ -11,7 +11,10 @@ or ``dependencies=[Depends(RateLimit(...))]`` on a route or router. Outcomes:
 
 * counted and allowed: the endpoint runs and its response carries ``RateLimit-Policy`` and
   ``RateLimit`` (only when the endpoint returns data; an endpoint returning a ``Response``
-  itself must copy ``rate_limit_state(request).headers.as_dict(decision)``);
+  itself must copy ``rate_limit_state(request).headers.as_dict(decision)``). The policy's
+  quota ``q`` and window ``w`` are those the limiter reported with the decision (also
+  ``decision.limit`` and ``decision.window_s``); ``w`` is left out when the limiter did
+  not report a window (one older than ``ShouldAllowResponse.window``);
 * over the quota: ``RateLimitExceeded`` (429, ``Retry-After`` equal to ``RateLimit``'s t);
 * no decision possible: ``FAIL_OPEN`` lets the request through without those headers,
   ``FAIL_CLOSED`` raises ``LimiterUnavailable`` (503, ``Retry-After``);
@@ -66,7 +69,9 @@ class RateLimit:
         return f"RateLimit(policy={self.policy!r}, key={name}, cost={self.cost})"
 
     async def __call__(self, request: Request, response: Response, key: str) -> Decision:
-        """Decide; add the headers to ``response`` or raise the HTTP error (see module)."""
+        """Decide; add the headers to ``response`` or raise the HTTP error (see module).
+
+        Returns the decision, ``window_s`` included, for the endpoint to use."""
         state = rate_limit_state(request)
         decision = await state.client.decide(key, self.policy, self.cost)
         reason = decision.reason

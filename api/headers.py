@@ -6,14 +6,14 @@ policy name as an sf-string::
     RateLimit-Policy: "default";q=10;w=60     quota q units per window w seconds
     RateLimit: "default";r=9;t=42             r units remain; t seconds until reset
 
-``w`` is optional in the draft and left out when the window is unknown. The functions here
-are pure; ``HeaderCache`` keeps the encoded per-policy parts so the hot path only formats
-two integers.
+``q`` and ``w`` are the limiter's: ``ShouldAllowResponse.limit`` and ``.window`` (whole
+seconds, rounded up). ``w`` is optional in the draft and left out when the window is
+unknown (0: a limiter older than ``.window`` does not send it). The functions here are
+pure; ``HeaderCache`` keeps the encoded per-policy parts so the hot path only formats two
+integers.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from api.decision import Decision
 
@@ -47,10 +47,11 @@ def sf_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def policy_field(policy: str, quota: int, window_s: int | None) -> str:
-    """One ``RateLimit-Policy`` item: ``"default";q=10;w=60`` (``;w`` only if known)."""
+def policy_field(policy: str, quota: int, window_s: int) -> str:
+    """One ``RateLimit-Policy`` item: ``"default";q=10;w=60``; without ``;w`` when
+    ``window_s`` is 0 (unknown) or less."""
     item = f"{sf_string(policy)};q={quota}"
-    return item if window_s is None else f"{item};w={window_s}"
+    return f"{item};w={window_s}" if window_s > 0 else item
 
 
 def ratelimit_field(policy: str, remaining: int, reset_s: int) -> str:
@@ -59,30 +60,32 @@ def ratelimit_field(policy: str, remaining: int, reset_s: int) -> str:
 
 
 class HeaderCache:
-    """Encoded header values per (policy, quota), built once and reused.
+    """Encoded header values per (policy, quota, window), built once and reused.
 
-    ``window_for`` says which ``w`` to advertise for a policy (``None``: leave it out).
+    Keyed on all three, as the limiter reports them with every decision, so a policy
+    changed on the limiter (or replicas briefly disagreeing during a roll-out) is
+    advertised as each decision was made. At most 256 entries; when full it starts over.
     """
 
-    def __init__(self, window_for: Callable[[str], int | None]) -> None:
-        self._window_for = window_for
-        self._parts: dict[tuple[str, int], tuple[bytes, bytes]] = {}
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, int, int], tuple[bytes, bytes]] = {}
 
-    def _encoded(self, policy: str, quota: int) -> tuple[bytes, bytes]:
-        parts = self._parts.get((policy, quota))
+    def _encoded(self, policy: str, quota: int, window_s: int) -> tuple[bytes, bytes]:
+        cache_key = (policy, quota, window_s)
+        parts = self._parts.get(cache_key)
         if parts is None:
             if len(self._parts) >= _MAX_CACHED:
                 self._parts.clear()
             parts = (
-                policy_field(policy, quota, self._window_for(policy)).encode("ascii"),
+                policy_field(policy, quota, window_s).encode("ascii"),
                 sf_string(policy).encode("ascii"),
             )
-            self._parts[(policy, quota)] = parts
+            self._parts[cache_key] = parts
         return parts
 
     def raw(self, decision: Decision) -> RawHeaders:
         """ASGI header pairs (lower-case names) for a counted decision."""
-        policy_value, name = self._encoded(decision.policy, decision.limit)
+        policy_value, name = self._encoded(decision.policy, decision.limit, decision.window_s)
         remaining = decision.remaining if decision.remaining > 0 else 0
         reset_s = decision.reset_s if decision.reset_s > 0 else 0
         return [

@@ -40,13 +40,13 @@ STATE_KEY = "rate_limiter"
 
 class RateLimitState:
     """Everything per process: the settings, the gRPC client, the trusted proxies and the
-    pre-encoded header parts."""
+    pre-encoded header parts (per policy, quota and window, as the limiter reports them)."""
 
     def __init__(self, settings: LimiterSettings) -> None:
         self.settings = settings
         self.client = LimiterClient(settings)
         self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
-        self.headers = HeaderCache(settings.window_for)
+        self.headers = HeaderCache()
 
 
 @asynccontextmanager

@@ -84,7 +84,8 @@ def channel_options() -> list[tuple[str, Any]]:
 
 
 def _ceil_s(duration: Duration) -> int:
-    return duration.seconds + (1 if duration.nanos > 0 else 0)
+    """Whole seconds, rounded up; 0 for a zero, absent or negative duration."""
+    return max(0, duration.seconds + (1 if duration.nanos > 0 else 0))
 
 
 class LimiterClient:
@@ -132,6 +133,8 @@ class LimiterClient:
             )
         if self.outages.in_outage:
             self.outages.recovered()
+        # An older limiter sends no window: 0, and the header leaves ``w`` out.
+        window_s = _ceil_s(reply.window)
         if reply.allowed:
             return Decision(
                 True,
@@ -140,6 +143,8 @@ class LimiterClient:
                 reply.limit,
                 reply.remaining,
                 _ceil_s(reply.reset_after),
+                0,
+                window_s,
             )
         retry_after_s = max(1, _ceil_s(reply.retry_after))
         return Decision(
@@ -150,6 +155,7 @@ class LimiterClient:
             reply.remaining,
             retry_after_s,
             retry_after_s,
+            window_s,
         )
 
     def _failed(self, failure: RpcFailure, policy: str) -> Decision:

@@ -16,13 +16,12 @@ env var                     default            meaning
                                                request through, ``closed`` answers 503
 ``TRUSTED_PROXIES``         ``127.0.0.0/8,::1``  peers (IPs/CIDRs) whose ``X-Real-IP`` names
                                                the client; empty trusts nobody
-``TIME_WINDOW``             ``60``             window (s) advertised as ``w`` for the policy
-                                               named ``default`` (same variable the limiter
-                                               reads for its default policy)
-``LIMITER_POLICY_WINDOWS``  (empty)            ``name=seconds,...``: ``w`` for other
-                                               policies; a policy without a known window is
-                                               advertised without ``w``
 ==========================  =================  ==============================================
+
+Policies (quota and window) are the limiter's alone: the ``RateLimit-Policy`` header is
+built from what the limiter reports with each decision, so nothing here repeats them.
+``TIME_WINDOW`` and ``LIMITER_POLICY_WINDOWS``, which earlier versions read for ``w``, are
+no longer read (set, they are ignored).
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 __all__ = ["ConfigError", "FailureMode", "IPNetwork", "LimiterSettings", "load_limiter_settings"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-DEFAULT_POLICY = "default"
 
 
 class ConfigError(ValueError):
@@ -76,10 +74,6 @@ class LimiterSettings(BaseSettings):
         (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1")),
         validation_alias=_env("TRUSTED_PROXIES"),
     )
-    time_window: int = Field(60, ge=1, validation_alias=_env("TIME_WINDOW"))
-    policy_windows: Annotated[dict[str, int], NoDecode] = Field(
-        default_factory=dict, validation_alias=_env("LIMITER_POLICY_WINDOWS")
-    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -94,32 +88,10 @@ class LimiterSettings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
         return tuple(networks)
 
-    @field_validator("policy_windows", mode="before")
-    @classmethod
-    def _parse_windows(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        windows: dict[str, int] = {}
-        for item in _items(value):
-            name, sep, seconds = item.partition("=")
-            if not sep or not name.strip() or not seconds.strip().isdigit():
-                raise ValueError(f"{item!r} is not name=seconds")
-            if int(seconds) < 1:
-                raise ValueError(f"{item!r}: the window must be at least 1 second")
-            windows[name.strip()] = int(seconds)
-        return windows
-
     @property
     def timeout_s(self) -> float:
         """``LIMITER_TIMEOUT_MS`` in seconds."""
         return self.timeout_ms / 1000
-
-    def window_for(self, policy: str) -> int | None:
-        """Seconds to advertise as the policy's window ``w``; ``None``: unknown, leave it out."""
-        window = self.policy_windows.get(policy)
-        if window is None and policy == DEFAULT_POLICY:
-            return self.time_window
-        return window
 
 
 def load_limiter_settings() -> LimiterSettings:

@@ -17,9 +17,12 @@ from limiter_service.errors import BackendUnavailable, InvalidRequest
 from limiter_service.fallback import FallbackLog
 from limiter_service.policies import PolicySet
 from limiter_service.settings import FailureMode
+from limiter_service.timeouts import patient_timeout
 
 MAX_BATCH = 1000
 FAIL_CLOSED_RETRY_AFTER_US = US_PER_SECOND
+# Share of the caller's remaining deadline the backend may use; the rest answers the RPC.
+_DEADLINE_SHARE = 0.75
 _ALGORITHM_TAG = {
     Algorithm.FIXED_WINDOW: "fw",
     Algorithm.SLIDING_WINDOW: "sw",
@@ -83,7 +86,7 @@ class Limiter:
         """Decide ``requests`` in order, in one backend round trip.
 
         ``time_remaining_s`` is the caller's deadline, if it has one; the backend gets at
-        most ``decision_timeout_s`` and at most 80 % of that, after which the failure mode
+        most ``decision_timeout_s`` and at most 75 % of that, after which the failure mode
         answers. Raises ``InvalidRequest``/``UnknownPolicy`` before touching the backend.
         """
         if len(requests) > MAX_BATCH:
@@ -93,10 +96,10 @@ class Limiter:
             return []
         budget = self._decision_timeout_s
         if time_remaining_s is not None:
-            budget = min(budget, max(time_remaining_s * 0.8, 0.0))
+            budget = min(budget, max(time_remaining_s * _DEADLINE_SHARE, 0.0))
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(budget):
+            async with patient_timeout(budget):
                 verdicts = await self._coalescer.decide(hits, loop.time() + budget)
         except (BackendUnavailable, TimeoutError) as exc:
             cause = str(exc) or f"no answer within {budget * 1000:.0f} ms"

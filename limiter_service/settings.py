@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     sentinel_password: SecretStr = Field(SecretStr(""), validation_alias=_env("SENTINEL_PASSWORD"))
     redis_timeout_ms: int = Field(25, ge=1, le=60_000, validation_alias=_env("REDIS_TIMEOUT_MS"))
     redis_max_connections: int = Field(
-        8, ge=1, le=1024, validation_alias=_env("REDIS_MAX_CONNECTIONS")
+        4, ge=2, le=1024, validation_alias=_env("REDIS_MAX_CONNECTIONS")
     )
     policies_file: Path | None = Field(None, validation_alias=_env("LIMITER_POLICIES"))
     rate_limit: int = Field(10, ge=1, le=2**32 - 1, validation_alias=_env("RATE_LIMIT"))

@@ -26,6 +26,7 @@ from limiter_service.backends.connection import Connector
 from limiter_service.backends.scripts import RESULT_WIDTH, Script, load_scripts
 from limiter_service.decision import Algorithm, Hit, Verdict
 from limiter_service.errors import BackendUnavailable
+from limiter_service.timeouts import patient_timeout
 
 log = logging.getLogger(__name__)
 _RETRY_PAUSE_S = 0.01
@@ -62,7 +63,7 @@ class RedisBackend:
 
         left = deadline - asyncio.get_running_loop().time()
         with contextlib.suppress(TimeoutError, RedisError, OSError):
-            async with asyncio.timeout(max(left / 2, 0.001)):
+            async with patient_timeout(left / 2):
                 await self._connector.refresh()
 
         await self._with_retries(deadline, once, retry=False)
@@ -79,7 +80,7 @@ class RedisBackend:
                 raise BackendUnavailable(f"redis did not answer in time: {last or 'no time left'}")
             client: aioredis.Redis | None = None
             try:
-                async with asyncio.timeout(min(left, self._attempt_timeout_s)):
+                async with patient_timeout(min(left, self._attempt_timeout_s)):
                     client = await self._connector.client()
                     await attempt(client)
                 return
@@ -136,7 +137,7 @@ class RedisBackend:
         log.info("loading rate-limit scripts into redis (script cache was empty)")
         left = deadline - asyncio.get_running_loop().time()
         try:
-            async with asyncio.timeout(max(left, 0.001)):
+            async with patient_timeout(left):
                 for script in self._scripts.values():
                     await client.script_load(script.source)
         except (TimeoutError, RedisError, OSError) as exc:

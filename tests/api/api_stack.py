@@ -25,6 +25,27 @@ START_TIMEOUT_S = 20.0
 # a test (fixed windows are aligned to the clock, so a short one could reset mid-test).
 LIMIT = 10
 WINDOW_S = 3600
+# Its other policies, with the RateLimit-Policy item each must advertise: the API learns
+# quota and window from the limiter alone (1500ms rounds up to w=2).
+SHARED_POLICIES = f"""\
+policies:
+  default:
+    limit: {LIMIT}
+    window: 1h
+  login:
+    limit: 5
+    window: 90s
+    algorithm: sliding_window
+  burst:
+    limit: 3
+    window: 1500ms
+    algorithm: token_bucket
+"""
+POLICY_ITEMS = {
+    "default": f'"default";q={LIMIT};w={WINDOW_S}',
+    "login": '"login";q=5;w=90',
+    "burst": '"burst";q=3;w=2',
+}
 RELAXED_TIMEOUT_MS = 2000
 # Stated rather than inherited, so a developer's environment cannot change what is tested.
 LIMITER_BASE_ENV = {"LIMITER_BACKEND": "memory", "LIMITER_FAILURE_MODE": "open"}
@@ -32,8 +53,6 @@ API_BASE_ENV = {
     "LIMITER_TIMEOUT_MS": "50",
     "LIMITER_FAILURE_MODE": "open",
     "TRUSTED_PROXIES": "127.0.0.0/8,::1",
-    "TIME_WINDOW": "60",
-    "LIMITER_POLICY_WINDOWS": "",
     "API_ACCESS_LOG": "false",
 }
 
@@ -166,7 +185,8 @@ def client(local_address: str = HOST) -> httpx.Client:
 
 @dataclass(frozen=True)
 class SharedStack:
-    """One limiter (``LIMIT`` per ``WINDOW_S``) and the APIs using it."""
+    """One limiter (``SHARED_POLICIES``: ``default`` is ``LIMIT`` per ``WINDOW_S``) and the
+    APIs using it."""
 
     limiter: Limiter
     demo: Api  # the demo via api.main:run(), default TRUSTED_PROXIES (loopback)
@@ -175,22 +195,27 @@ class SharedStack:
 
 
 def start_shared_stack(group: ProcessGroup) -> SharedStack:
-    """Start the shared stack, all processes at once, and wait until each answers."""
+    """Start the shared stack, all processes at once, and wait until each answers (the
+    policies file is written to the group's log directory)."""
+    policies = group.log_dir / "policies.yaml"
+    policies.write_text(SHARED_POLICIES)
     # These tests count decisions, so a busy machine must not turn one into a fail-open:
     # deadlines are generous here and tested on their own elsewhere.
     limiter = start_limiter(
         group,
         "limiter",
         {
-            "RATE_LIMIT": str(LIMIT),
-            "TIME_WINDOW": str(WINDOW_S),
+            "LIMITER_POLICIES": str(policies),
             "LIMITER_DECISION_TIMEOUT_MS": str(RELAXED_TIMEOUT_MS),
         },
     )
     env = {
         "LIMITER_ADDR": limiter.address,
-        "TIME_WINDOW": str(WINDOW_S),
         "LIMITER_TIMEOUT_MS": str(RELAXED_TIMEOUT_MS),
+        # Left over from deployments whose API advertised windows of its own: ignored now,
+        # so they must not show in any header.
+        "TIME_WINDOW": "60",
+        "LIMITER_POLICY_WINDOWS": "default=60,login=60,burst=60",
     }
     demo = start_api(group, "api-1", env, via_run=True)
     strict = start_api(group, "api-strict", {**env, "TRUSTED_PROXIES": "127.0.0.1"})

@@ -1,6 +1,7 @@
 """Another FastAPI app using the dependency the way the README shows: per IP, per API key,
-per user (the user id stands in for a real authentication dependency), and a deliberately
-misconfigured policy. Served by uvicorn in the integration tests."""
+per user (the user id stands in for a real authentication dependency), per IP under the
+limiter's other policies, and a deliberately misconfigured policy. Served by uvicorn in the
+integration tests."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ install_error_handler(app)
 
 PerIp = Annotated[Decision, Depends(RateLimit(policy="default", key=client_ip))]
 PerApiKey = Annotated[Decision, Depends(RateLimit(key=api_key_header("X-API-Key")))]
+Login = Annotated[Decision, Depends(RateLimit(policy="login", key=client_ip))]
+Burst = Annotated[Decision, Depends(RateLimit(policy="burst", key=client_ip))]
 
 
 async def current_user_id(x_user_id: Annotated[str, Header()]) -> str:
@@ -34,7 +37,11 @@ async def user_key(user_id: Annotated[str, Depends(current_user_id)]) -> str:
 
 
 def _summary(decision: Decision) -> dict[str, object]:
-    return {"reason": decision.reason.name, "remaining": decision.remaining}
+    return {
+        "reason": decision.reason.name,
+        "remaining": decision.remaining,
+        "window_s": decision.window_s,
+    }
 
 
 @app.get("/health")
@@ -49,6 +56,16 @@ async def per_ip(decision: PerIp) -> dict[str, object]:
 
 @app.get("/apikey")
 async def per_api_key(decision: PerApiKey) -> dict[str, object]:
+    return _summary(decision)
+
+
+@app.get("/login")
+async def login(decision: Login) -> dict[str, object]:
+    return _summary(decision)
+
+
+@app.get("/burst")
+async def burst(decision: Burst) -> dict[str, object]:
     return _summary(decision)
 
 

@@ -1,19 +1,26 @@
 """``LimiterClient`` against a real limiter process: concurrent decisions share batches,
-keep their order, and one bad request in a batch spoils nothing for the others."""
+keep their order, carry the policy's window, and one bad request in a batch spoils nothing
+for the others. Windows the shared limiter does not have (and a limiter too old to report
+one) come from an in-process stand-in."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
+import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 from api.decision import Decision, Reason
 from api.errors import InvalidRateLimitKey, RateLimitMisconfigured
+from api.headers import RATELIMIT_POLICY, HeaderCache
 from api.limiter_client import LimiterClient
 from api.settings import LimiterSettings
 from devstack import free_port
-from tests.api.api_stack import LIMIT, RELAXED_TIMEOUT_MS, SharedStack
+from limiter_service import proto
+from tests.api.api_stack import LIMIT, RELAXED_TIMEOUT_MS, WINDOW_S, SharedStack
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +47,7 @@ async def test_concurrent_decisions_keep_their_order(shared_stack: SharedStack) 
     assert [d.remaining for d in decisions[:LIMIT]] == list(range(LIMIT - 1, -1, -1))
     assert [d.reason for d in decisions] == [Reason.WITHIN_LIMIT] * LIMIT + [Reason.OVER_LIMIT] * 2
     assert all(d.retry_after_s >= 1 and d.reset_s == d.retry_after_s for d in decisions[LIMIT:])
+    assert {d.window_s for d in decisions} == {WINDOW_S}
 
 
 async def test_one_bad_request_does_not_spoil_its_batch(shared_stack: SharedStack) -> None:
@@ -75,3 +83,98 @@ async def test_unreachable_limiter_answers_with_the_failure_mode(mode: str, allo
     assert [(d.allowed, d.reason) for d in decisions] == [(allowed, expected)] * 5
     assert elapsed_s < 0.05 + 0.5
     assert client.outages.total == 5
+
+
+# What the stand-in reports as the window, by request key; "absent" sends none, as a limiter
+# older than ShouldAllowResponse.window does.
+REPORTED_WINDOWS = {
+    "absent": None,
+    "zero": Duration(),
+    "90s": Duration(seconds=90),
+    "1h": Duration(seconds=3600),
+    "1.5s": Duration(seconds=1, nanos=500_000_000),
+    "250ms": Duration(nanos=250_000_000),
+}
+
+
+def _reported(request: proto.ShouldAllowRequest) -> proto.ShouldAllowResponse:
+    allowed = request.policy != "over"
+    reply = proto.ShouldAllowResponse(
+        allowed=allowed,
+        limit=10,
+        remaining=9 if allowed else 0,
+        retry_after=Duration() if allowed else Duration(seconds=3),
+        policy=request.policy,
+        reason=proto.Reason.REASON_WITHIN_LIMIT if allowed else proto.Reason.REASON_OVER_LIMIT,
+    )
+    window = REPORTED_WINDOWS[request.key]
+    if window is not None:
+        reply.window.CopyFrom(window)
+    return reply
+
+
+@pytest.fixture
+async def stand_in() -> AsyncIterator[str]:
+    """The address of an in-process ``ratelimit.v1`` server answering with ``_reported``."""
+
+    async def should_allow(
+        request: proto.ShouldAllowRequest, context: grpc.aio.ServicerContext
+    ) -> proto.ShouldAllowResponse:
+        return _reported(request)
+
+    async def should_allow_batch(
+        request: proto.ShouldAllowBatchRequest, context: grpc.aio.ServicerContext
+    ) -> proto.ShouldAllowBatchResponse:
+        return proto.ShouldAllowBatchResponse(responses=[_reported(r) for r in request.requests])
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                proto.SERVICE_NAME,
+                {
+                    "ShouldAllow": grpc.unary_unary_rpc_method_handler(
+                        should_allow,
+                        request_deserializer=proto.ShouldAllowRequest.FromString,
+                        response_serializer=proto.ShouldAllowResponse.SerializeToString,
+                    ),
+                    "ShouldAllowBatch": grpc.unary_unary_rpc_method_handler(
+                        should_allow_batch,
+                        request_deserializer=proto.ShouldAllowBatchRequest.FromString,
+                        response_serializer=proto.ShouldAllowBatchResponse.SerializeToString,
+                    ),
+                },
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+@pytest.mark.parametrize(
+    ("key", "window_s", "policy_header"),
+    [
+        ("absent", 0, '"under";q=10'),
+        ("zero", 0, '"under";q=10'),
+        ("90s", 90, '"under";q=10;w=90'),
+        ("1h", 3600, '"under";q=10;w=3600'),
+        ("1.5s", 2, '"under";q=10;w=2'),
+        ("250ms", 1, '"under";q=10;w=1'),
+    ],
+)
+async def test_window_is_whole_seconds_rounded_up_and_left_out_when_not_reported(
+    stand_in: str, key: str, window_s: int, policy_header: str
+) -> None:
+    client = _client(stand_in)
+    try:
+        allowed = await client.decide(key, "under")
+        denied = await client.decide(key, "over")
+    finally:
+        await client.close()
+    assert (allowed.reason, denied.reason) == (Reason.WITHIN_LIMIT, Reason.OVER_LIMIT)
+    assert allowed.window_s == denied.window_s == window_s
+    assert HeaderCache().as_dict(allowed)[RATELIMIT_POLICY] == policy_header

@@ -13,8 +13,6 @@ ENV_VARS = (
     "LIMITER_TIMEOUT_MS",
     "LIMITER_FAILURE_MODE",
     "TRUSTED_PROXIES",
-    "TIME_WINDOW",
-    "LIMITER_POLICY_WINDOWS",
 )
 
 
@@ -34,8 +32,6 @@ def test_defaults() -> None:
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("::1"),
     )
-    assert settings.window_for("default") == 60
-    assert settings.window_for("login") is None
 
 
 def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,8 +39,6 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIMITER_TIMEOUT_MS", "25")
     monkeypatch.setenv("LIMITER_FAILURE_MODE", "closed")
     monkeypatch.setenv("TRUSTED_PROXIES", " 10.0.0.0/8, 192.168.1.5 ,fd00::1")
-    monkeypatch.setenv("TIME_WINDOW", "30")
-    monkeypatch.setenv("LIMITER_POLICY_WINDOWS", "login=300, default=10")
     settings = load_limiter_settings()
     assert settings.limiter_addr == "dns:///limiter:50051"
     assert settings.timeout_s == 0.025
@@ -54,13 +48,22 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "192.168.1.5/32",
         "fd00::1/128",
     ]
-    assert settings.window_for("login") == 300
-    assert settings.window_for("default") == 10
 
 
 def test_empty_trusted_proxies_trusts_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRUSTED_PROXIES", "")
     assert load_limiter_settings().trusted_proxies == ()
+
+
+def test_windows_are_no_longer_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Deployments may still set them (values once valid or not): the limiter reports each
+    # policy's window now, so the API must start and ignore them.
+    monkeypatch.setenv("TIME_WINDOW", "0")
+    monkeypatch.setenv("LIMITER_POLICY_WINDOWS", "login:300")
+    load_limiter_settings()  # no ConfigError
+    assert not {"time_window", "policy_windows"} & set(LimiterSettings.model_fields)
 
 
 def test_keyword_arguments_use_the_env_names() -> None:
@@ -74,8 +77,6 @@ def test_keyword_arguments_use_the_env_names() -> None:
         ("TRUSTED_PROXIES", "10.0.0.0/8,nope", "'nope' is not an IP address or CIDR network"),
         ("LIMITER_TIMEOUT_MS", "0", "LIMITER_TIMEOUT_MS"),
         ("LIMITER_FAILURE_MODE", "maybe", "LIMITER_FAILURE_MODE"),
-        ("LIMITER_POLICY_WINDOWS", "login:300", "'login:300' is not name=seconds"),
-        ("LIMITER_POLICY_WINDOWS", "login=0", "at least 1 second"),
     ],
 )
 def test_invalid_values_name_the_env_var(
