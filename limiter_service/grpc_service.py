@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 import grpc
-from google.protobuf.duration_pb2 import Duration
 
 from limiter_service import proto
 from limiter_service.decision import US_PER_SECOND, Decision
 from limiter_service.errors import InvalidRequest, LimiterError, UnknownPolicy
-from limiter_service.limiter import Limiter, Request
+from limiter_service.limiter import Limiter
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -53,26 +52,21 @@ def _mapped(handler: Handler[In, Out]) -> Handler[In, Out]:
     return wrapper
 
 
-def _duration(us: int) -> Duration:
-    seconds, rest = divmod(max(us, 0), US_PER_SECOND)
-    return Duration(seconds=seconds, nanos=rest * 1000)
-
-
-def _response(decision: Decision) -> proto.ShouldAllowResponse:
-    return proto.ShouldAllowResponse(
-        allowed=decision.allowed,
-        limit=decision.limit,
-        remaining=max(decision.remaining, 0),
-        reset_after=_duration(decision.reset_after_us),
-        retry_after=_duration(decision.retry_after_us),
-        policy=decision.policy,
-        reason=cast("proto.Reason", int(decision.reason)),
-        window=_duration(decision.window_us),
-    )
-
-
-def _request(message: proto.ShouldAllowRequest) -> Request:
-    return Request(message.key, message.policy, message.cost, message.dry_run)
+def _fill(message: proto.ShouldAllowResponse, decision: Decision) -> None:
+    """Write ``decision`` into ``message`` in place (cheaper than building sub-messages)."""
+    message.allowed = decision.allowed
+    message.limit = decision.limit
+    message.remaining = max(decision.remaining, 0)
+    message.policy = decision.policy
+    message.reason = cast("proto.Reason", int(decision.reason))
+    for field, us in (
+        (message.reset_after, decision.reset_after_us),
+        (message.retry_after, decision.retry_after_us),
+        (message.window, decision.window_us),
+    ):
+        seconds, rest = divmod(max(us, 0), US_PER_SECOND)
+        field.seconds = seconds
+        field.nanos = rest * 1000
 
 
 class RateLimiterService:
@@ -84,15 +78,20 @@ class RateLimiterService:
     async def ShouldAllow(
         self, request: proto.ShouldAllowRequest, context: grpc.aio.ServicerContext
     ) -> proto.ShouldAllowResponse:
-        decisions = await self._limiter.decide([_request(request)], context.time_remaining())
-        return _response(decisions[0])
+        decisions = await self._limiter.decide((request,), context.time_remaining())
+        response = proto.ShouldAllowResponse()
+        _fill(response, decisions[0])
+        return response
 
     async def ShouldAllowBatch(
         self, request: proto.ShouldAllowBatchRequest, context: grpc.aio.ServicerContext
     ) -> proto.ShouldAllowBatchResponse:
-        requests = [_request(item) for item in request.requests]
-        decisions = await self._limiter.decide(requests, context.time_remaining())
-        return proto.ShouldAllowBatchResponse(responses=[_response(d) for d in decisions])
+        decisions = await self._limiter.decide(request.requests, context.time_remaining())
+        response = proto.ShouldAllowBatchResponse()
+        add = response.responses.add
+        for decision in decisions:
+            _fill(add(), decision)
+        return response
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         """Registers both methods under ``ratelimit.v1.RateLimiter``."""

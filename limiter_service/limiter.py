@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from limiter_service.backends.base import Backend
 from limiter_service.batching import Coalescer
@@ -28,6 +28,22 @@ _ALGORITHM_TAG = {
     Algorithm.SLIDING_WINDOW: "sw",
     Algorithm.TOKEN_BUCKET: "tb",
 }
+
+
+class RequestLike(Protocol):
+    """What ``Limiter`` reads of a request; ``Request`` and the wire message both fit."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def policy(self) -> str: ...
+
+    @property
+    def cost(self) -> int: ...
+
+    @property
+    def dry_run(self) -> bool: ...
 
 
 class Request(NamedTuple):
@@ -62,26 +78,29 @@ class Limiter:
         self._decision_timeout_s = decision_timeout_s
         self.fallbacks = FallbackLog(failure_mode.value)
 
-    def hit_for(self, request: Request) -> Hit:
+    def hit_for(self, request: RequestLike) -> Hit:
         """Validate ``request`` and say what to count. Raises ``InvalidRequest`` or
         ``UnknownPolicy`` with a message naming the problem."""
-        if not request.key:
+        key = request.key
+        if not key:
             raise InvalidRequest("key must not be empty")
-        size = len(request.key.encode("utf-8"))
-        if size > self._max_key_bytes:
-            raise InvalidRequest(f"key is {size} bytes; the maximum is {self._max_key_bytes}")
-        policy = self.policies.resolve(request.policy, request.key)
+        # A character is at most 4 UTF-8 bytes: most keys need no encoding to be checked.
+        if len(key) * 4 > self._max_key_bytes:
+            size = len(key.encode("utf-8"))
+            if size > self._max_key_bytes:
+                raise InvalidRequest(f"key is {size} bytes; the maximum is {self._max_key_bytes}")
+        policy = self.policies.resolve(request.policy, key)
         cost = request.cost or 1
         if cost > policy.capacity:
             raise InvalidRequest(
                 f"cost {cost} exceeds the capacity {policy.capacity} of policy {policy.name!r}"
             )
         tag = _ALGORITHM_TAG[policy.algorithm]
-        storage_key = f"{self._prefix}:{{{policy.name}:{request.key}}}:{tag}"
+        storage_key = f"{self._prefix}:{{{policy.name}:{key}}}:{tag}"
         return Hit(storage_key, policy, cost, request.dry_run)
 
     async def decide(
-        self, requests: Sequence[Request], time_remaining_s: float | None = None
+        self, requests: Sequence[RequestLike], time_remaining_s: float | None = None
     ) -> list[Decision]:
         """Decide ``requests`` in order, in one backend round trip.
 
@@ -131,13 +150,14 @@ class Limiter:
 
 
 def _decision(hit: Hit, verdict: Verdict) -> Decision:
+    policy = hit.policy
     return Decision(
-        allowed=verdict.allowed,
-        limit=hit.policy.limit,
-        remaining=verdict.remaining,
-        reset_after_us=verdict.reset_after_us,
-        retry_after_us=verdict.retry_after_us,
-        policy=hit.policy.name,
-        reason=Reason.WITHIN_LIMIT if verdict.allowed else Reason.OVER_LIMIT,
-        window_us=hit.policy.window_us,
+        verdict.allowed,
+        policy.limit,
+        verdict.remaining,
+        verdict.reset_after_us,
+        verdict.retry_after_us,
+        policy.name,
+        Reason.WITHIN_LIMIT if verdict.allowed else Reason.OVER_LIMIT,
+        policy.window_us,
     )

@@ -13,9 +13,11 @@ class Backend(Protocol):
 
     Contract: ``decide`` returns one verdict per hit, in order, decided as if the hits ran one
     after the other (a later hit on the same key sees an earlier one's consumption), using one
-    round trip to shared storage. It returns before the monotonic ``deadline`` (the event
-    loop's clock, seconds) or raises ``BackendUnavailable``; it never raises anything else for
-    storage trouble. ``ping`` checks that ``decide`` could currently succeed.
+    round trip to shared storage. It starts no new attempt after the monotonic ``deadline``
+    (the event loop's clock, seconds) and then raises ``BackendUnavailable``; one attempt may
+    overrun the deadline by at most its own timeout, so callers bound their own wait. It
+    never raises anything else for storage trouble. ``ping`` checks that ``decide`` could
+    currently succeed.
     """
 
     description: str

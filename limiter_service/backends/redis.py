@@ -80,7 +80,10 @@ class RedisBackend:
                 raise BackendUnavailable(f"redis did not answer in time: {last or 'no time left'}")
             client: aioredis.Redis | None = None
             try:
-                async with patient_timeout(min(left, self._attempt_timeout_s)):
+                # A whole attempt even when little of the deadline is left: cancelling a
+                # command in flight costs a reconnect and may count it twice, and callers
+                # bound their own wait anyway.
+                async with patient_timeout(self._attempt_timeout_s):
                     client = await self._connector.client()
                     await attempt(client)
                 return
