@@ -30,6 +30,7 @@ from limiter_service.timeouts import patient_timeout
 
 log = logging.getLogger(__name__)
 _RETRY_PAUSE_S = 0.01
+_PER_DECISION_S = 20e-6  # ~2x what Redis spends per decision in a batched script
 _RETRYABLE_REPLIES = ("NOREPLICAS", "MASTERDOWN")
 
 Group = tuple[Script, list[int]]  # a script and the indexes of the hits it decides
@@ -51,7 +52,7 @@ class RedisBackend:
         pending: list[Group] = [(self._scripts[a], idx) for a, idx in by_algorithm.items()]
         verdicts: list[Verdict | None] = [None] * len(hits)
         await self._with_retries(
-            deadline, lambda client: self._run(client, hits, pending, verdicts)
+            deadline, len(hits), lambda client: self._run(client, hits, pending, verdicts)
         )
         return [v for v in verdicts if v is not None]
 
@@ -66,12 +67,18 @@ class RedisBackend:
             async with patient_timeout(left / 2):
                 await self._connector.refresh()
 
-        await self._with_retries(deadline, once, retry=False)
+        await self._with_retries(deadline, 0, once, retry=False)
 
     async def close(self) -> None:
         await self._connector.close()
 
-    async def _with_retries(self, deadline: float, attempt: Any, retry: bool = True) -> None:
+    async def _with_retries(
+        self, deadline: float, decisions: int, attempt: Any, retry: bool = True
+    ) -> None:
+        """Run ``attempt(client)`` until it succeeds, retrying what a retry can fix until
+        ``deadline``. An attempt may take the attempt timeout plus ``_PER_DECISION_S`` for
+        each decision it carries (Redis runs a big batch's script for a while)."""
+        attempt_timeout_s = self._attempt_timeout_s + decisions * _PER_DECISION_S
         loop = asyncio.get_running_loop()
         last: Exception | None = None
         while True:
@@ -83,7 +90,7 @@ class RedisBackend:
                 # A whole attempt even when little of the deadline is left: cancelling a
                 # command in flight costs a reconnect and may count it twice, and callers
                 # bound their own wait anyway.
-                async with patient_timeout(self._attempt_timeout_s):
+                async with patient_timeout(attempt_timeout_s):
                     client = await self._connector.client()
                     await attempt(client)
                 return
