@@ -1,29 +1,40 @@
-"""Real processes for tests and local runs: ports, managed processes, a Redis Sentinel stack.
+"""Real processes for tests and local runs: ports, managed processes, a Redis Sentinel
+topology, and the whole stack (``Stack``: Redis, limiters, APIs, Nginx).
 
 Import from here; the submodules are the implementation.
 """
 
+from devstack.api import ApiNode
 from devstack.errors import (
     DeadlineExceededError,
     DevstackError,
     ProcessDiedError,
     UnknownNodeError,
 )
+from devstack.limiter import LimiterNode
+from devstack.nginx import NginxNode
 from devstack.ports import free_port, free_ports
 from devstack.processes import ManagedProcess, ProcessGroup, wait_for_tcp
 from devstack.redis_probes import Address
 from devstack.redis_topology import NodeHandle, RedisTopology
+from devstack.stack import Stack
+from devstack.stack_config import StackConfig
 from devstack.waiting import wait_until
 
 __all__ = [
     "Address",
+    "ApiNode",
     "DeadlineExceededError",
     "DevstackError",
+    "LimiterNode",
     "ManagedProcess",
+    "NginxNode",
     "NodeHandle",
     "ProcessDiedError",
     "ProcessGroup",
     "RedisTopology",
+    "Stack",
+    "StackConfig",
     "UnknownNodeError",
     "free_port",
     "free_ports",

@@ -1,0 +1,69 @@
+"""What ``make stack`` prints once everything is up: where each service listens and what to
+try against it."""
+
+from __future__ import annotations
+
+from devstack.stack import Stack
+from devstack.stack_config import (
+    LIMITER_SERVICES,
+    REDIS_SERVICES,
+    SENTINEL_SERVICES,
+    SERVICES,
+)
+
+__all__ = ["banner"]
+
+
+def banner(stack: Stack) -> str:
+    """The URLs, PIDs, log directory and a curl / grpcurl / redis-cli cheat sheet."""
+    config = stack.config
+    edge = stack.nginx_url
+    limiter = stack.limiters[LIMITER_SERVICES[0]].address
+    topology = stack.topology
+    master_host, master_port = topology.current_master()
+    sentinel_host, sentinel_port = topology.sentinel_addresses[0]
+    processes = stack.processes()
+    where = {
+        **{name: api.url for name, api in stack.apis.items()},
+        **{name: f"grpc://{node.address}" for name, node in stack.limiters.items()},
+        **{
+            name: f"{node.address[0]}:{node.address[1]}"
+            for name, node in zip(
+                (*REDIS_SERVICES, *SENTINEL_SERVICES),
+                (*topology.data_nodes, *topology.sentinels),
+                strict=True,
+            )
+        },
+        "nginx": edge,
+    }
+    services = "\n".join(
+        f"  {name:<16} {where[name]:<28} pid {processes[name].pid}" for name in SERVICES
+    )
+    return f"""\
+The stack is up: limit {config.rate_limit} per {config.time_window} s per client IP (fixed \
+window), failure mode {config.failure_mode}.
+
+{services}
+
+  edge:  {edge}      logs: {stack.log_dir}
+  Redis password: {topology.password}   (Sentinel master name: {topology.master_name})
+
+Try:
+  curl -i {edge}/                       # not limited; X-Served-By alternates api-1/api-2
+  curl -i {edge}/limited_endpoint       # RateLimit-Policy / RateLimit headers
+  for i in $(seq 12); do curl -s -o /dev/null -w '%{{http_code}} ' {edge}/limited_endpoint; \
+done; echo
+  curl -i --interface 127.0.0.2 {edge}/limited_endpoint   # another client: its own budget
+  curl -i -H 'X-Forwarded-For: 1.2.3.4' {edge}/limited_endpoint   # ignored: same budget
+  grpcurl -plaintext {limiter} list
+  grpcurl -plaintext -d '{{"key":"ip:127.0.0.1"}}' {limiter} ratelimit.v1.RateLimiter/ShouldAllow
+  grpcurl -plaintext {limiter} grpc.health.v1.Health/Check
+  redis-cli -p {sentinel_port} -h {sentinel_host} SENTINEL get-master-addr-by-name \
+{topology.master_name}
+  redis-cli -h {master_host} -p {master_port} -a {topology.password} --no-auth-warning \
+--scan --pattern 'rl:*'
+  wrk -t2 -c50 -d10s {edge}/health
+  kill -9 {processes["api-1"].pid}      # Nginx retries on api-2; no request fails
+
+Ctrl-C stops everything.
+"""

@@ -1,0 +1,137 @@
+"""What the local stack runs with: its services, their ports, and the environment each gets.
+
+The services and the environment variable names are those of ``deploy/docker-compose.yml``
+(a test holds the two together); only the values differ (loopback ports instead of service
+names). Pure data, no processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from devstack.ports import free_ports
+
+__all__ = [
+    "API_SERVICES",
+    "FAILURE_MODES",
+    "LIMITER_SERVICES",
+    "NGINX_SERVICE",
+    "REDIS_SERVICES",
+    "SENTINEL_SERVICES",
+    "SERVICES",
+    "StackConfig",
+    "api_env",
+    "limiter_env",
+]
+
+REDIS_SERVICES = ("redis-master", "redis-replica-1", "redis-replica-2")
+"""The data nodes, named by the role each has at start (a failover changes roles, not names)."""
+SENTINEL_SERVICES = ("sentinel-1", "sentinel-2", "sentinel-3")
+LIMITER_SERVICES = ("limiter-1", "limiter-2")
+API_SERVICES = ("api-1", "api-2")
+NGINX_SERVICE = "nginx"
+SERVICES = (
+    *REDIS_SERVICES,
+    *SENTINEL_SERVICES,
+    *LIMITER_SERVICES,
+    *API_SERVICES,
+    NGINX_SERVICE,
+)
+"""Every service, in start order."""
+
+FAILURE_MODES = ("open", "closed")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Ports, limits and timeouts of one local stack; port 0 (the default, which tests
+    want) means "any free port"; ``python -m devstack`` picks fixed, memorable ones.
+
+    ``rate_limit`` per ``time_window`` seconds is the ``default`` policy (a fixed window,
+    aligned to the clock). ``failure_mode`` goes to the limiters (Redis down) and to the
+    APIs (limiters down) alike. ``limiter_timeout_ms`` is the APIs' deadline per decision
+    (``LIMITER_TIMEOUT_MS``), ``decision_timeout_ms`` the limiters' own deadline for Redis
+    (``LIMITER_DECISION_TIMEOUT_MS``). ``down_after_ms`` is the Sentinels' failure
+    detection time, ``startup_timeout`` bounds each wait for a service to come up, in
+    seconds.
+    """
+
+    host: str = "127.0.0.1"
+    nginx_port: int = 0
+    api_ports: tuple[int, int] = (0, 0)
+    limiter_ports: tuple[int, int] = (0, 0)
+    rate_limit: int = 10
+    time_window: int = 60
+    failure_mode: str = "open"
+    limiter_timeout_ms: int = 50
+    decision_timeout_ms: int = 100
+    down_after_ms: int = 1000
+    nginx_workers: str = "auto"
+    startup_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.failure_mode not in FAILURE_MODES:
+            raise ValueError(
+                f"failure_mode must be one of {FAILURE_MODES}, got {self.failure_mode!r}"
+            )
+        for port in (self.nginx_port, *self.api_ports, *self.limiter_ports):
+            if not 0 <= port < 65536:
+                raise ValueError(f"port {port} is out of range")
+        if min(self.rate_limit, self.time_window) < 1:
+            raise ValueError("rate_limit and time_window must be at least 1")
+        if min(self.limiter_timeout_ms, self.decision_timeout_ms, self.down_after_ms) < 1:
+            raise ValueError("timeouts must be at least 1 ms")
+
+    def with_ports_chosen(self) -> StackConfig:
+        """A copy whose 0 ports are replaced by ports free on ``host`` right now."""
+        wanted = [self.nginx_port, *self.api_ports, *self.limiter_ports]
+        free = iter(free_ports(wanted.count(0), self.host))
+        chosen = [port or next(free) for port in wanted]
+        return dataclasses.replace(
+            self,
+            nginx_port=chosen[0],
+            api_ports=(chosen[1], chosen[2]),
+            limiter_ports=(chosen[3], chosen[4]),
+        )
+
+    def limiter_addresses(self) -> list[str]:
+        """``host:port`` of each limiter replica."""
+        return [f"{self.host}:{port}" for port in self.limiter_ports]
+
+
+def limiter_env(
+    config: StackConfig,
+    *,
+    port: int,
+    sentinel_hosts: str,
+    master_name: str,
+    redis_password: str,
+) -> dict[str, str]:
+    """The environment of one limiter replica on ``port`` using the Sentinel backend."""
+    return {
+        "LIMITER_LISTEN": f"{config.host}:{port}",
+        "LIMITER_BACKEND": "sentinel",
+        "SENTINEL_HOSTS": sentinel_hosts,
+        "REDIS_MASTER": master_name,
+        "REDIS_PASSWORD": redis_password,
+        "RATE_LIMIT": str(config.rate_limit),
+        "TIME_WINDOW": str(config.time_window),
+        "LIMITER_FAILURE_MODE": config.failure_mode,
+        "LIMITER_DECISION_TIMEOUT_MS": str(config.decision_timeout_ms),
+    }
+
+
+def api_env(config: StackConfig, *, name: str, port: int) -> dict[str, str]:
+    """The environment of API replica ``name`` on ``port``: it balances over every limiter
+    replica client-side and trusts ``X-Real-IP`` only from Nginx (which connects from
+    ``host``)."""
+    return {
+        "API_INSTANCE": name,
+        "API_HOST": config.host,
+        "API_PORT": str(port),
+        "LIMITER_ADDR": "ipv4:" + ",".join(config.limiter_addresses()),
+        "LIMITER_TIMEOUT_MS": str(config.limiter_timeout_ms),
+        "LIMITER_FAILURE_MODE": config.failure_mode,
+        "TRUSTED_PROXIES": config.host,
+    }

@@ -1,0 +1,63 @@
+"""``python -m devstack`` (``make stack``): starts everything, prints where it listens, and on
+SIGTERM stops every process it started, leaving no orphan and no temporary directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack import ProcessGroup, wait_until
+from devstack.stack_config import SERVICES
+
+pytestmark = pytest.mark.integration
+
+READY = "Ctrl-C stops everything."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_starts_prints_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    env = {
+        # Free ports, so a developer's own `make stack` on 8080 does not collide.
+        "STACK_NGINX_PORT": "0",
+        "STACK_API_PORTS": "0,0",
+        "STACK_LIMITER_PORTS": "0,0",
+        "TMPDIR": str(tmp_path),
+    }
+    with ProcessGroup(tmp_path / "logs") as group:
+        stack = group.start("devstack", [sys.executable, "-m", "devstack"], env=env)
+        output = wait_until(
+            lambda: text if READY in (text := stack.log_path.read_text()) else None,
+            timeout=90,
+            waiting_for="python -m devstack to print its banner",
+            watch=(stack,),
+        )
+        pids = {
+            name: int(pid)
+            for name, pid in re.findall(r"^  (\S+) +\S+ +pid (\d+)$", output, re.MULTILINE)
+        }
+        assert set(pids) == set(SERVICES), output
+        edge = re.search(r"edge:\s+(http://\S+)", output)
+        assert edge is not None, output
+        response = httpx.get(f"{edge[1]}/limited_endpoint", timeout=10)
+        assert response.status_code == 200
+        assert response.headers["RateLimit-Policy"] == '"default";q=10;w=60'
+
+        stack.signal(signal.SIGTERM)
+        assert stack.wait_exit(60) == 0, stack.log_tail()
+    assert "stopped." in stack.log_path.read_text()
+    survivors = {name: pid for name, pid in pids.items() if _alive(pid)}
+    assert not survivors, f"left running: {survivors}"
+    assert not list(tmp_path.glob("devstack-*")), "the temporary directory was not removed"
