@@ -11,6 +11,7 @@ declare -A package_of=(
   [nginx]=nginx
   [wrk]=wrk
   [docker-compose]=docker-compose
+  [envsubst]=gettext-base
 )
 
 missing_pkgs=()
