@@ -29,6 +29,16 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _LIVENESS_EVERY_S = 1.0
 
 
+def _six_ports(text: str) -> tuple[int, ...]:
+    try:
+        ports = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        ports = ()
+    if len(ports) != 6:
+        raise argparse.ArgumentTypeError(f"expected six ports as P1,...,P6, got {text!r}")
+    return ports
+
+
 def _two_ports(text: str) -> tuple[int, int]:
     parts = [part.strip() for part in text.split(",")]
     if len(parts) != 2 or not all(part.isdigit() for part in parts):
@@ -68,6 +78,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_two_ports,
         default=env("STACK_LIMITER_PORTS", "50051,50052"),
         help="limiter-1,limiter-2 ports (env STACK_LIMITER_PORTS; %(default)s)",
+    )
+    parser.add_argument(
+        "--redis-ports",
+        type=_six_ports,
+        default=env("STACK_REDIS_PORTS", "0,0,0,0,0,0"),
+        help="redis master, replica-1, replica-2, sentinel-1..3 ports "
+        "(env STACK_REDIS_PORTS; default: free ports)",
     )
     parser.add_argument(
         "--rate-limit",
@@ -114,6 +131,7 @@ def _config(args: argparse.Namespace) -> StackConfig:
         nginx_port=args.nginx_port,
         api_ports=args.api_ports,
         limiter_ports=args.limiter_ports,
+        redis_ports=args.redis_ports,
         rate_limit=args.rate_limit,
         time_window=args.time_window,
         failure_mode=args.failure_mode,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -61,7 +62,8 @@ class RedisTopology:
     both default to what their names say (a random password, no Sentinel password).
     ``down_after_ms`` and ``failover_timeout_ms`` go to each Sentinel's config.
     ``startup_timeout`` bounds ``start()`` and is the default deadline of the other
-    waiting methods, in seconds.
+    waiting methods, in seconds. ``ports``: master, replica 1, replica 2, sentinel 1..3
+    (0 or empty: any free port).
     """
 
     def __init__(
@@ -76,7 +78,13 @@ class RedisTopology:
         startup_timeout: float = 30.0,
         redis_server: str = "redis-server",
         redis_sentinel: str = "redis-sentinel",
+        ports: Sequence[int] = (),
     ) -> None:
+        if ports and len(ports) != 1 + _REPLICAS + _SENTINELS:
+            raise ValueError(
+                f"ports: give {1 + _REPLICAS + _SENTINELS} (master, replicas, sentinels)"
+            )
+        self._ports = tuple(ports)
         self._workdir = workdir
         self._master_name = check_token(master_name, "master name")
         self._password = check_token(password or secrets.token_hex(16), "password")
@@ -315,7 +323,9 @@ class RedisTopology:
         return acked
 
     def _launch(self) -> None:
-        ports = free_ports(1 + _REPLICAS + _SENTINELS)
+        wanted = list(self._ports) or [0] * (1 + _REPLICAS + _SENTINELS)
+        free = iter(free_ports(wanted.count(0)))
+        ports = [port or next(free) for port in wanted]
         master: Address = (_HOST, ports[0])
         for index, port in enumerate(ports[: 1 + _REPLICAS]):
             name = f"redis-{index + 1}"

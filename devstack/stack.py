@@ -162,6 +162,7 @@ class Stack:
             self._workdir / "redis",
             down_after_ms=self._config.down_after_ms,
             startup_timeout=timeout,
+            ports=self._config.redis_ports,
         )
         try:
             self._topology.start()

@@ -61,6 +61,7 @@ class StackConfig:
     nginx_port: int = 0
     api_ports: tuple[int, int] = (0, 0)
     limiter_ports: tuple[int, int] = (0, 0)
+    redis_ports: tuple[int, ...] = ()
     rate_limit: int = 10
     time_window: int = 60
     failure_mode: str = "open"
@@ -75,7 +76,9 @@ class StackConfig:
             raise ValueError(
                 f"failure_mode must be one of {FAILURE_MODES}, got {self.failure_mode!r}"
             )
-        for port in (self.nginx_port, *self.api_ports, *self.limiter_ports):
+        if self.redis_ports and len(self.redis_ports) != 6:
+            raise ValueError("redis_ports: master, 2 replicas, 3 sentinels (6 ports)")
+        for port in (self.nginx_port, *self.api_ports, *self.limiter_ports, *self.redis_ports):
             if not 0 <= port < 65536:
                 raise ValueError(f"port {port} is out of range")
         if min(self.rate_limit, self.time_window) < 1:

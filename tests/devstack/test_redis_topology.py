@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from devstack import Address, DeadlineExceededError, RedisTopology, wait_until
+from devstack import Address, DeadlineExceededError, RedisTopology, free_ports, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -23,8 +23,12 @@ pytestmark = [
 ]
 
 
-def _started(workdir: Path, sentinel_password: str | None = None) -> Iterator[RedisTopology]:
-    topology = RedisTopology(workdir, down_after_ms=1000, sentinel_password=sentinel_password)
+def _started(
+    workdir: Path, sentinel_password: str | None = None, ports: tuple[int, ...] = ()
+) -> Iterator[RedisTopology]:
+    topology = RedisTopology(
+        workdir, down_after_ms=1000, sentinel_password=sentinel_password, ports=ports
+    )
     topology.start()
     try:
         yield topology
@@ -38,8 +42,22 @@ def topology(tmp_path: Path) -> Iterator[RedisTopology]:
 
 
 @pytest.fixture
-def guarded_topology(tmp_path: Path) -> Iterator[RedisTopology]:
-    yield from _started(tmp_path, sentinel_password="sentinel-secret")
+def chosen_ports() -> tuple[int, ...]:
+    return tuple(free_ports(6))
+
+
+@pytest.fixture
+def guarded_topology(tmp_path: Path, chosen_ports: tuple[int, ...]) -> Iterator[RedisTopology]:
+    """Sentinels with a password, every port chosen by the caller."""
+    yield from _started(tmp_path, sentinel_password="sentinel-secret", ports=chosen_ports)
+
+
+def test_explicit_ports_are_used(
+    guarded_topology: RedisTopology, chosen_ports: tuple[int, ...]
+) -> None:
+    data_ports = tuple(node.address[1] for node in guarded_topology.data_nodes)
+    sentinel_ports = tuple(port for _, port in guarded_topology.sentinel_addresses)
+    assert data_ports + sentinel_ports == chosen_ports
 
 
 def _ttl(topology: RedisTopology, address: Address, key: str) -> int:
