@@ -1,9 +1,11 @@
 """``python -m bench`` (``make bench``): run every scenario, print the tables, write JSON.
 
-Prints a plain table, warnings about anything that makes a number untrustworthy (errors,
+For the gRPC and Redis scenarios, then for the end-to-end section (``bench.edge``), prints
+a plain table, warnings about anything that makes a number untrustworthy (errors,
 fail-open answers, a busy machine), a Markdown table for the README, and writes the raw
 numbers to ``--output`` (``bench/results.json``). Exit status: 0 when every scenario
-measured something without errors, 1 when one had errors or no throughput (the tables
+measured something without errors, 1 when one had errors (end to end: socket errors or
+non-2xx answers) or no throughput (the tables
 and JSON are still written), 2 for bad options, 3 when a scenario could not run at all
 (the servers' logs are kept and their directory printed).
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import redis
 
+from bench.edge_report import EdgeReport, markdown, plain
 from bench.options import parse_args
 from bench.report import BenchReport, Kind, markdown_table, plain_table
 from bench.runner import run_bench
@@ -59,7 +62,52 @@ def caveats(report: BenchReport) -> list[str]:
     return notes
 
 
+def _print_edge(edge: EdgeReport) -> None:
+    s, notes = edge.settings, edge.notes
+    print(
+        f"\nEnd to end through Nginx: wrk -t{s['threads']} "
+        f"-c{s['connections']}, best of {s['rounds']} x {s['duration_s']} s after "
+        f"{s['warmup_s']} s warm-up; {s['policy']}; LIMITER_TIMEOUT_MS "
+        f"{s['limiter_timeout_ms']}; baseline: {notes['baseline']}.\n"
+        f"{notes['cpu_count']} cores: {notes['shared_cores']}; {notes['client']}."
+    )
+    print(plain(edge.results_grid()))
+    ratios = edge.ratios()
+    print(
+        f"\nours / baseline: /limited_endpoint {_times(ratios['limited_rps'])} requests/s, "
+        f"{_times(ratios['limited_decided'])} real decisions/s; "
+        f"/health {_times(ratios['health_rps'])} requests/s"
+    )
+    for row in edge.rows:
+        if row.redis_evalsha:
+            print(f"  {row.name}: {row.requests / row.redis_evalsha:.2f} requests per EVALSHA")
+    print()
+    print(plain(edge.cpu_grid()))
+    for note in edge.caveats():
+        print(f"WARNING: {note}")
+    print("\nMarkdown:\n")
+    print(markdown(edge.results_grid()))
+    print()
+    print(markdown(edge.cpu_grid()))
+    print(
+        f"\n{notes['cpu_count']} cores shared by everything; wrk -t{s['threads']} "
+        f"-c{s['connections']}, {s['duration_s']} s; ours / baseline on /limited_endpoint: "
+        f"{_times(ratios['limited_rps'])} requests/s."
+    )
+
+
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f} x"
+
+
 def _print(report: BenchReport) -> None:
+    if report.scenarios:
+        _print_grpc(report)
+    if report.edge is not None:
+        _print_edge(report.edge)
+
+
+def _print_grpc(report: BenchReport) -> None:
     machine, settings = report.machine, report.settings
     print(
         f"\n{machine['cpu_count']} cores ({machine['cpu_model']}), concurrency "
@@ -113,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     failed = any(row.error_count or row.decisions_per_s <= 0 for row in report.scenarios)
+    failed = failed or (report.edge is not None and report.edge.failed)
     return 1 if failed else 0
 
 

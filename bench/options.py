@@ -5,14 +5,19 @@ measures for ``--duration`` seconds after ``--warmup`` seconds, ``--rounds`` tim
 fastest round is reported), and each of the two ``redis-benchmark`` scenarios runs
 ``--rounds`` times for about ``--duration`` seconds. ``--quick`` shortens everything to a
 smoke test (about 15 s in all); options given explicitly still win.
+
+Then the end-to-end section (``bench.edge``, about a minute; see ``bench.edge_options``)
+runs, unless ``--no-edge``; ``--edge-only`` runs nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.edge_options import EdgeOptions, add_edge_arguments, edge_options
 
 __all__ = ["DEFAULT_OUTPUT", "BenchOptions", "parse_args"]
 
@@ -39,6 +44,10 @@ class BenchOptions:
     output: Path = DEFAULT_OUTPUT
     workdir: Path | None = None
     quick: bool = False
+    grpc: bool = True
+    """Whether the gRPC and redis-benchmark scenarios run (not with ``--edge-only``)."""
+    edge: EdgeOptions | None = field(default_factory=EdgeOptions)
+    """The end-to-end section's options; ``None`` skips it."""
 
 
 _QUICK = {"duration": 1.0, "warmup": 0.3, "rounds": 1, "concurrency": 8, "keys": 1_000}
@@ -82,6 +91,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON path")
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: temporary)")
     parser.add_argument("--quick", action="store_true", help="short smoke-test run")
+    add_edge_arguments(parser)
     args = parser.parse_args(argv)
     base = _QUICK if args.quick else _FULL
     options = BenchOptions(
@@ -97,7 +107,11 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
         output=args.output,
         workdir=args.workdir,
         quick=args.quick,
+        grpc=not args.edge_only,
+        edge=edge_options(args, quick=args.quick),
     )
+    if options.edge is not None and options.edge.threads > options.edge.connections:
+        parser.error("--edge-threads must not exceed --edge-connections")
     if options.procs > options.concurrency:
         parser.error("--procs must not exceed --concurrency")
     if options.keys < options.batch_size:

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.edge_report import EdgeReport
+
 __all__ = ["BenchReport", "Kind", "ScenarioResult", "markdown_table", "plain_table"]
 
 
@@ -75,11 +77,13 @@ def _ratio(value: float, baseline: ScenarioResult | None, row: ScenarioResult) -
 
 @dataclass
 class BenchReport:
-    """A whole run: the machine, the settings used and every scenario's row."""
+    """A whole run: the machine, the settings used, every gRPC/Redis scenario's row, and
+    the end-to-end section (``None`` when it did not run)."""
 
     machine: dict[str, Any]
     settings: dict[str, Any]
     scenarios: list[ScenarioResult]
+    edge: EdgeReport | None = None
 
     def compute_ratios(self) -> None:
         """Fill ``vs_echo``, ``vs_redis_benchmark`` and ``cpu_vs_echo`` of every row.
@@ -115,7 +119,12 @@ class BenchReport:
             data["error_count"] = row.error_count
             data["fail_open"] = row.fail_open
             rows.append(data)
-        return {"machine": self.machine, "settings": self.settings, "scenarios": rows}
+        return {
+            "machine": self.machine,
+            "settings": self.settings,
+            "scenarios": rows,
+            "edge": self.edge.to_json() if self.edge is not None else None,
+        }
 
     def write(self, path: Path) -> None:
         """Write ``to_json()`` to ``path`` (indented, trailing newline), creating parents."""

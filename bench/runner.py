@@ -7,7 +7,9 @@ they do not compete for the two cores:
 2. the limiter on its embedded memory backend, ``ShouldAllow`` (gRPC + limiter, no Redis),
 3. the limiter on Redis, ``ShouldAllow`` and ``ShouldAllowBatch`` (the subject),
 4. ``redis-benchmark`` on the fixed-window script, one key and ``batch_size`` keys per
-   call (baseline B).
+   call (baseline B),
+5. end to end through Nginx: our whole stack against FastAPI apps limiting in-process
+   with ``limits`` (``bench.edge``; its own processes, once the others are stopped).
 
 The load generator runs as its own process (``bench.loadgen``) with the same settings for
 every gRPC scenario. For the limiter on Redis the run also counts EVALSHA calls (Redis
@@ -24,9 +26,10 @@ from typing import Any
 import grpc
 
 from bench.cpu import busy_share
+from bench.edge import run_edge
 from bench.loadgen import Method
 from bench.options import BenchOptions
-from bench.report import BenchReport, Kind
+from bench.report import BenchReport, Kind, ScenarioResult
 from bench.scenarios import BenchError, ScenarioRunner
 from bench.servers import BenchServers, policies_yaml
 
@@ -65,13 +68,11 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def run_bench(options: BenchOptions, workdir: Path) -> BenchReport:
-    """Measure every scenario (``bench.scenarios``); servers' logs go to ``workdir/logs``.
-
-    Raises ``BenchError`` (or ``devstack.DevstackError`` when a server does not start),
-    after stopping every server it started.
-    """
-    machine = machine_info()
+def _grpc_scenarios(
+    options: BenchOptions, workdir: Path, machine: dict[str, Any]
+) -> tuple[list[ScenarioResult], dict[str, Any]]:
+    """The gRPC and redis-benchmark scenarios (see the module docstring): their rows and
+    settings; adds ``redis_server`` to ``machine``."""
     policies = workdir / "policies.yaml"
     policies.write_text(policies_yaml(options.policy_limit, options.policy_window))
     limiter_env = _limiter_env(options, policies)
@@ -103,8 +104,8 @@ def run_bench(options: BenchOptions, workdir: Path) -> BenchReport:
 
         run.redis_benchmark(1)
         run.redis_benchmark(b)
-    machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     settings = {
+        "grpc": True,
         "concurrency": options.concurrency,
         "load_procs": options.procs,
         "duration_s": options.duration_s,
@@ -121,6 +122,24 @@ def run_bench(options: BenchOptions, workdir: Path) -> BenchReport:
         "limiter_env": {k: v for k, v in limiter_env.items() if k != "LIMITER_POLICIES"},
         "quick": options.quick,
     }
-    report = BenchReport(machine, settings, run.rows)
+    return run.rows, settings
+
+
+def run_bench(options: BenchOptions, workdir: Path) -> BenchReport:
+    """Measure every scenario (``bench.scenarios``, then ``bench.edge`` unless
+    ``options.edge`` is ``None``); servers' logs go to ``workdir/logs`` and
+    ``workdir/edge``.
+
+    Raises ``BenchError`` (or ``devstack.DevstackError`` when a server does not start),
+    after stopping every server it started.
+    """
+    machine = machine_info()
+    rows: list[ScenarioResult] = []
+    settings: dict[str, Any] = {"grpc": options.grpc}
+    if options.grpc:
+        rows, settings = _grpc_scenarios(options, workdir, machine)
+    edge = run_edge(options.edge, workdir / "edge") if options.edge is not None else None
+    machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report = BenchReport(machine, settings, rows, edge)
     report.compute_ratios()
     return report

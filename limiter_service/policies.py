@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -96,7 +95,7 @@ class PolicySet:
         self._matchers = [(p, _matcher(p.match)) for p in policies if p.match]
         self.names = tuple(self._by_name)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Policy]:
         return iter(self._by_name.values())
 
     def resolve(self, name: str, key: str) -> Policy:
@@ -121,7 +120,7 @@ class PolicySet:
         return default
 
 
-def _matcher(pattern: str) -> Any:
+def _matcher(pattern: str) -> Callable[[str], bool]:
     if _GLOB_CHARS & set(pattern):
         return lambda key: fnmatch.fnmatchcase(key, pattern)
     return lambda key: key.startswith(pattern)

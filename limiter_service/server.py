@@ -22,6 +22,7 @@ from limiter_service.backends.connection import StaticConnector
 from limiter_service.backends.memory import MemoryBackend
 from limiter_service.backends.redis import RedisBackend
 from limiter_service.backends.sentinel import SentinelConnector
+from limiter_service.decision import Algorithm
 from limiter_service.errors import ConfigError
 from limiter_service.grpc_service import MAX_MESSAGE_BYTES, RateLimiterService
 from limiter_service.health import HealthReporter
@@ -114,7 +115,7 @@ async def serve(settings: Settings) -> None:
                         "limit": p.limit,
                         "window_us": p.window_us,
                         "algorithm": p.algorithm.value,
-                        **({"burst": p.burst} if p.algorithm.value == "token_bucket" else {}),
+                        **({"burst": p.burst} if p.algorithm is Algorithm.TOKEN_BUCKET else {}),
                         **({"match": p.match} if p.match else {}),
                     }
                     for p in limiter.policies

@@ -1,4 +1,5 @@
-"""Integration: ``python -m bench --quick`` end to end on real redis-server processes."""
+"""Integration: ``python -m bench --quick --no-edge`` end to end on real redis-server
+processes (the end-to-end section has its own test, ``test_edge_smoke``)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ SCENARIO_FIELDS = {
 def test_quick_bench_measures_every_scenario(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", f"--output={output}"],
+        [sys.executable, "-m", "bench", "--quick", "--no-edge", f"--output={output}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -52,6 +53,7 @@ def test_quick_bench_measures_every_scenario(tmp_path: Path) -> None:
     assert "| scenario |" in done.stdout  # the Markdown table
 
     results = json.loads(output.read_text())
+    assert results["edge"] is None
     assert results["machine"]["cpu_count"] >= 1
     assert results["settings"]["concurrency"] >= 1
     rows = {row["name"]: row for row in results["scenarios"]}
