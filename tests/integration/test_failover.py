@@ -186,3 +186,21 @@ async def test_script_flush_is_survived(
     assert (first.reason, first.remaining) == (proto.Reason.REASON_WITHIN_LIMIT, 9)
     assert (second.reason, second.remaining) == (proto.Reason.REASON_WITHIN_LIMIT, 8)
     assert "loading rate-limit scripts" in node.process.log_tail(50)
+
+
+async def test_password_protected_sentinels(processes: ProcessGroup, tmp_path: Path) -> None:
+    with RedisTopology(tmp_path / "guarded", sentinel_password="sentinel-secret") as guarded:
+        env = {
+            "SENTINEL_HOSTS": guarded.sentinel_hosts_env(),
+            "REDIS_MASTER": guarded.master_name,
+            "REDIS_PASSWORD": guarded.password,
+        }
+        without = start_limiter(processes, "no-password", free_port(), env, wait_serving=False)
+        assert without.health() == health_pb2.HealthCheckResponse.NOT_SERVING
+        node = start_limiter(
+            processes, "limiter", free_port(), {**env, "SENTINEL_PASSWORD": "sentinel-secret"}
+        )
+        client = LimiterClient(node.address)
+        reply = await client.should_allow(f"ip:{uuid.uuid4()}")
+        await client.close()
+    assert reply.reason == proto.Reason.REASON_WITHIN_LIMIT
