@@ -19,7 +19,14 @@ import grpc
 import redis
 from grpc_health.v1 import health_pb2
 
-from devstack import ManagedProcess, ProcessGroup, free_port, wait_for_tcp, wait_until
+from devstack import (
+    ManagedProcess,
+    ProcessGroup,
+    free_port,
+    start_redis,
+    wait_for_tcp,
+    wait_until,
+)
 
 __all__ = ["BENCH_POLICY", "BenchServers", "RedisHandle", "policies_yaml"]
 
@@ -74,30 +81,8 @@ class BenchServers:
 
     def start_redis(self) -> RedisHandle:
         """``redis-server`` storing nothing on disk (``save ""``, no AOF)."""
-        port = free_port()
-        argv = [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self._workdir),
-        ]
-        process = self._group.start("redis", argv)
-        handle = RedisHandle(process, port)
-        wait_until(
-            handle.client.ping,
-            timeout=READY_TIMEOUT_S,
-            waiting_for=f"redis-server on port {port} to answer PING",
-            retry_on=(redis.RedisError,),
-            watch=(process,),
-        )
-        return handle
+        server = start_redis(self._group, "redis", workdir=self._workdir, timeout=READY_TIMEOUT_S)
+        return RedisHandle(server.process, server.port)
 
     def start_limiter(self, name: str, env: dict[str, str]) -> tuple[ManagedProcess, str]:
         """``python -m limiter_service`` with ``env`` laid over ours; returns it and its

@@ -16,6 +16,7 @@ from devstack.nginx import NginxNode
 from devstack.ports import free_port, free_ports
 from devstack.processes import ManagedProcess, ProcessGroup, wait_for_tcp
 from devstack.redis_probes import Address
+from devstack.redis_server import StandaloneRedis, start_redis
 from devstack.redis_topology import NodeHandle, RedisTopology
 from devstack.stack import Stack
 from devstack.stack_config import StackConfig
@@ -35,9 +36,11 @@ __all__ = [
     "RedisTopology",
     "Stack",
     "StackConfig",
+    "StandaloneRedis",
     "UnknownNodeError",
     "free_port",
     "free_ports",
+    "start_redis",
     "wait_for_tcp",
     "wait_until",
 ]

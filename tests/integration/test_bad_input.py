@@ -9,11 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from devstack import ProcessGroup, free_port
+from devstack import ProcessGroup, StandaloneRedis, free_port
 from devstack.limiter import start_limiter
 from limiter_service import proto
 from tests.integration.client import LimiterClient
-from tests.integration.conftest import StandaloneRedis
 
 pytestmark = pytest.mark.integration
 

@@ -14,12 +14,12 @@ import random
 
 import pytest
 
+from devstack import StandaloneRedis
 from limiter_service.backends.connection import StaticConnector
 from limiter_service.backends.memory import MemoryBackend
 from limiter_service.backends.redis import RedisBackend
 from limiter_service.backends.scripts import RESULT_WIDTH, load_scripts
 from limiter_service.decision import Algorithm, Hit, Policy, Verdict
-from tests.integration.conftest import StandaloneRedis
 from tests.unit.conftest import SECOND, FakeClock
 
 pytestmark = pytest.mark.integration

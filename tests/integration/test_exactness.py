@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from devstack import ProcessGroup, RedisTopology, free_port
+from devstack import ProcessGroup, RedisTopology, StandaloneRedis, free_port
 from devstack.limiter import start_limiter
 from limiter_service import proto
 from tests.integration.client import LimiterClient
-from tests.integration.conftest import StandaloneRedis
 
 pytestmark = pytest.mark.integration
 

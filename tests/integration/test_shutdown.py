@@ -8,17 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from devstack import ProcessGroup, free_port, wait_until
+from devstack import ProcessGroup, free_port, start_redis, wait_until
 from devstack.limiter import start_limiter
 from limiter_service import proto
 from tests.integration.client import LimiterClient
-from tests.integration.conftest import start_redis
 
 pytestmark = pytest.mark.integration
 
 
 async def test_sigterm_drains_in_flight_rpcs(processes: ProcessGroup, tmp_path: Path) -> None:
-    redis_server = start_redis(tmp_path / "redis", "redis-shutdown")
+    redis_server = start_redis(processes, "redis-shutdown", workdir=tmp_path / "redis")
     try:
         env = {
             "REDIS_URL": redis_server.url,
