@@ -69,7 +69,7 @@ def _print_edge(edge: EdgeReport) -> None:
         f"-c{s['connections']}, best of {s['rounds']} x {s['duration_s']} s after "
         f"{s['warmup_s']} s warm-up; {s['policy']}; LIMITER_TIMEOUT_MS "
         f"{s['limiter_timeout_ms']}; baseline: {notes['baseline']}.\n"
-        f"{notes['cpu_count']} cores: {notes['shared_cores']}; {notes['client']}."
+        f"{notes['cpu_count']} cores: {notes['shared_cores']}; {notes['client']}.\n"
     )
     print(plain(edge.results_grid()))
     ratios = edge.ratios()
@@ -92,7 +92,8 @@ def _print_edge(edge: EdgeReport) -> None:
     print(
         f"\n{notes['cpu_count']} cores shared by everything; wrk -t{s['threads']} "
         f"-c{s['connections']}, {s['duration_s']} s; ours / baseline on /limited_endpoint: "
-        f"{_times(ratios['limited_rps'])} requests/s."
+        f"{_times(ratios['limited_rps'])} requests/s. CPU is microseconds per completed "
+        "request, per role; busy cores counts every process on the machine."
     )
 
 

@@ -1,0 +1,41 @@
+-- wrk script of the edge bench (bench/edge_wrk.py): counts every response by status and
+-- the 200s that lack a RateLimit header (on a limited path: answered by the failure mode,
+-- not decided), then prints one line: EDGE_WRK {json}.
+-- Globals, not locals: done() reads each thread's copy with thread:get().
+statuses = {}
+missing = 0
+local threads = {}
+
+function setup(thread)
+   table.insert(threads, thread)
+end
+
+function response(status, headers, body)
+   statuses[status] = (statuses[status] or 0) + 1
+   -- Header names arrive as sent: uvicorn sends them lower-cased, Nginx keeps them so.
+   if status == 200 and headers["ratelimit"] == nil and headers["RateLimit"] == nil then
+      missing = missing + 1
+   end
+end
+
+function done(summary, latency, requests)
+   local all, lacking = {}, 0
+   for _, thread in ipairs(threads) do
+      for status, n in pairs(thread:get("statuses")) do
+         all[status] = (all[status] or 0) + n
+      end
+      lacking = lacking + thread:get("missing")
+   end
+   local parts = {}
+   for status, n in pairs(all) do
+      table.insert(parts, string.format('"%d":%d', status, n))
+   end
+   local errors = summary.errors
+   io.write(string.format(
+      'EDGE_WRK {"statuses":{%s},"missing_ratelimit":%d,"requests":%d,"duration_us":%d,' ..
+      '"bytes":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,"status_errors":%d,' ..
+      '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
+      table.concat(parts, ","), lacking, summary.requests, summary.duration, summary.bytes,
+      errors.connect, errors.read, errors.write, errors.timeout, errors.status,
+      latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
