@@ -1,10 +1,12 @@
-"""Decisions asked for in the same event-loop turn share one ``ShouldAllowBatch`` call.
+"""Decisions asked for while calls are in flight share the next ``ShouldAllowBatch`` call.
 
-A gRPC call costs the Python client about as much CPU as the rest of a request, so under
-load the requests that reach the limiter in one turn of the loop travel together: the cost
-is paid once per batch instead of once per request. Nothing waits for a batch to fill: a
-turn's requests are sent at the end of that turn, so a lone request goes at once, alone,
-as a plain ``ShouldAllow``. No batch waits for another to finish either.
+A gRPC call costs the Python client (and the limiter) about as much CPU as the rest of a
+request, so under load requests travel together and the cost is paid once per batch. At most
+``max_in_flight`` calls run at once: a request arriving while they run waits for one to
+finish and joins the batch sent then; when fewer are running, a turn's requests are sent at
+the end of that turn, so a lone request goes at once, alone, as a plain ``ShouldAllow``.
+Each request's deadline starts when it arrives, so the wait in the queue counts against it;
+a batch's call gets the shortest deadline of its requests.
 
 The limiter decides a batch's items in order and independently, but refuses a whole batch
 when one item is invalid (nothing is consumed then); such a batch is re-sent item by item,
@@ -44,7 +46,8 @@ class RpcFailure(NamedTuple):
 
 
 Outcome = proto.ShouldAllowResponse | RpcFailure
-_Waiter = tuple[proto.ShouldAllowRequest, "asyncio.Future[Outcome]"]
+_Waiter = tuple[proto.ShouldAllowRequest, "asyncio.Future[Outcome]", float]
+_DEADLINE_EXCEEDED = RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
 
 def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
@@ -75,10 +78,11 @@ def chunks(waiters: list[_Waiter]) -> list[list[_Waiter]]:
 
 
 class CallCoalescer:
-    """Sends ``ShouldAllow`` requests, batching those that arrive in the same loop turn.
+    """Sends ``ShouldAllow`` requests, batching those that queue while calls are in flight.
 
-    ``single`` and ``batch`` are the channel's callables for the two methods; every call
-    gets ``timeout_s`` from the moment its batch is sent.
+    ``single`` and ``batch`` are the channel's callables for the two methods; a request
+    must be answered within ``timeout_s`` of its arrival; at most ``max_in_flight`` calls
+    (batches) run at once.
     """
 
     def __init__(
@@ -86,10 +90,13 @@ class CallCoalescer:
         single: grpc.aio.UnaryUnaryMultiCallable,
         batch: grpc.aio.UnaryUnaryMultiCallable,
         timeout_s: float,
+        max_in_flight: int = 2,
     ) -> None:
         self._single = single
         self._batch = batch
         self._timeout_s = timeout_s
+        self._max_in_flight = max(1, max_in_flight)
+        self._in_flight = 0
         self._pending: list[_Waiter] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -99,8 +106,8 @@ class CallCoalescer:
         (except ``CancelledError`` when the caller is cancelled)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        self._pending.append((request, future))
-        if not self._scheduled:
+        self._pending.append((request, future, loop.time() + self._timeout_s))
+        if not self._scheduled and self._in_flight < self._max_in_flight:
             self._scheduled = True
             loop.call_soon(self._flush)
         return await future
@@ -108,22 +115,39 @@ class CallCoalescer:
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
-        deadline = asyncio.get_running_loop().time() + self._timeout_s
-        for batch in chunks(pending):
+        now = asyncio.get_running_loop().time()
+        live: list[_Waiter] = []
+        for waiter in pending:
+            if waiter[1].done():
+                continue  # the request went away while it queued
+            if waiter[2] <= now:
+                _settle(waiter[1], _DEADLINE_EXCEEDED)
+            else:
+                live.append(waiter)
+        for batch in chunks(live):
+            deadline = min(waiter[2] for waiter in batch)
             task = asyncio.ensure_future(
-                self._send_one(*batch[0], deadline)
+                self._send_one(*batch[0][:2], deadline)
                 if len(batch) == 1
                 else self._send_batch(batch, deadline)
             )
+            self._in_flight += 1
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        if self._pending and not self._scheduled and self._in_flight < self._max_in_flight:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def _send_one(
         self, request: proto.ShouldAllowRequest, future: asyncio.Future[Outcome], deadline: float
     ) -> None:
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
-            _settle(future, RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+            _settle(future, _DEADLINE_EXCEEDED)
             return
         try:
             reply = await self._single(request, timeout=remaining)
@@ -135,13 +159,14 @@ class CallCoalescer:
             _settle(future, reply)
 
     async def _send_batch(self, batch: list[_Waiter], deadline: float) -> None:
-        message = proto.ShouldAllowBatchRequest(requests=[request for request, _ in batch])
+        message = proto.ShouldAllowBatchRequest(requests=[waiter[0] for waiter in batch])
+        remaining = deadline - asyncio.get_running_loop().time()
         try:
-            replies = await self._batch(message, timeout=self._timeout_s)
+            replies = await self._batch(message, timeout=max(remaining, 0.001))
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _ITEM_REFUSED:
                 await asyncio.gather(
-                    *(self._send_one(request, future, deadline) for request, future in batch)
+                    *(self._send_one(request, future, deadline) for request, future, _ in batch)
                 )
                 return
             failure = _failure(exc)
@@ -149,14 +174,14 @@ class CallCoalescer:
             failure = RpcFailure(grpc.StatusCode.UNKNOWN, repr(exc))
         else:
             if len(replies.responses) == len(batch):
-                for (_, future), reply in zip(batch, replies.responses, strict=True):
+                for (_, future, _), reply in zip(batch, replies.responses, strict=True):
                     _settle(future, reply)
                 return
             failure = RpcFailure(
                 grpc.StatusCode.INTERNAL,
                 f"{len(replies.responses)} replies to a batch of {len(batch)}",
             )
-        for _, future in batch:
+        for _, future, _ in batch:
             _settle(future, failure)
 
     async def close(self) -> None:

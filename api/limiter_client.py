@@ -107,6 +107,7 @@ class LimiterClient:
                 response_deserializer=proto.ShouldAllowBatchResponse.FromString,
             ),
             settings.timeout_s,
+            settings.max_in_flight,
         )
         self.outages = OutageLog(settings.failure_mode.value)
         self._errors = ErrorLog()
