@@ -90,7 +90,7 @@ class CallCoalescer:
         single: grpc.aio.UnaryUnaryMultiCallable,
         batch: grpc.aio.UnaryUnaryMultiCallable,
         timeout_s: float,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
         self._single = single
         self._batch = batch

@@ -12,7 +12,7 @@ env var                     default            meaning
                                                ``ipv4:10.0.0.1:50051,10.0.0.2:50051``;
                                                balanced client-side with ``round_robin``
 ``LIMITER_TIMEOUT_MS``      ``50``             deadline of one decision, retries included
-``LIMITER_MAX_IN_FLIGHT``   ``2``              gRPC calls in flight per process; decisions
+``LIMITER_MAX_IN_FLIGHT``   ``1``              gRPC calls in flight per process; decisions
                                                asked meanwhile share the next call (a batch)
 ``LIMITER_FAILURE_MODE``    ``open``           limiter unreachable or late: ``open`` lets the
                                                request through, ``closed`` answers 503
@@ -69,7 +69,7 @@ class LimiterSettings(BaseSettings):
         "localhost:50051", min_length=1, validation_alias=_env("LIMITER_ADDR")
     )
     timeout_ms: int = Field(50, ge=1, le=60_000, validation_alias=_env("LIMITER_TIMEOUT_MS"))
-    max_in_flight: int = Field(2, ge=1, le=1024, validation_alias=_env("LIMITER_MAX_IN_FLIGHT"))
+    max_in_flight: int = Field(1, ge=1, le=1024, validation_alias=_env("LIMITER_MAX_IN_FLIGHT"))
     failure_mode: FailureMode = Field(
         FailureMode.OPEN, validation_alias=_env("LIMITER_FAILURE_MODE")
     )
