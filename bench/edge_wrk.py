@@ -1,4 +1,4 @@
-"""Driving one URL with ``wrk`` and ``edge_wrk.lua``; what it saw, typed.
+"""Driving one URL with ``wrk`` and ``devstack/wrk_report.lua``; what it saw, typed.
 
 wrk is closed-loop: each connection sends its next request when the previous answer came,
 so its latencies are those of a saturated server (queueing included), not of a steady
@@ -13,12 +13,13 @@ import resource
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from devstack import WRK_SCRIPT
 
 __all__ = ["WrkResult", "WrkSettings", "find_wrk", "run_wrk"]
 
-_SCRIPT = Path(__file__).with_name("edge_wrk.lua")
-_MARK = "EDGE_WRK "
+_SCRIPT = WRK_SCRIPT
+_MARK = "WRK_RESULT "
 # wrk stops on its own after its duration; this only bounds a wrk that hangs.
 _EXIT_SLACK_S = 30.0
 

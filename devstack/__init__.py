@@ -4,6 +4,8 @@ topology, and the whole stack (``Stack``: Redis, limiters, APIs, Nginx).
 Import from here; the submodules are the implementation.
 """
 
+from pathlib import Path
+
 from devstack.api import ApiNode
 from devstack.errors import (
     DeadlineExceededError,
@@ -22,7 +24,11 @@ from devstack.stack import Stack
 from devstack.stack_config import StackConfig
 from devstack.waiting import wait_until
 
+WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
+"""wrk script counting statuses and 200s without RateLimit headers (prints WRK_RESULT json)."""
+
 __all__ = [
+    "WRK_SCRIPT",
     "Address",
     "ApiNode",
     "DeadlineExceededError",

@@ -1,6 +1,6 @@
 """Load and observation through Nginx: wrk in the background, and a sequential probe.
 
-``Wrk`` runs ``wrk`` with ``wrk_report.lua`` as a managed process (bounded by its duration,
+``Wrk`` runs ``wrk`` with ``devstack/wrk_report.lua`` as a managed process (bounded by its duration,
 stopped with its group) and parses what the script prints: every status, the 200s not
 counted by the limiter, and wrk's socket errors. ``Probe`` sends one request at a time from
 its own source address and keeps when each answer came and whether it was counted, which
@@ -14,16 +14,15 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
 import httpx
 
-from devstack import ManagedProcess, ProcessGroup
+from devstack import WRK_SCRIPT, ManagedProcess, ProcessGroup
 
 __all__ = ["LoadResult", "Probe", "ProbeAnswer", "Wrk", "find_wrk"]
 
-_SCRIPT = Path(__file__).with_name("wrk_report.lua")
+_SCRIPT = WRK_SCRIPT
 _MARK = "WRK_RESULT "
 
 
@@ -122,7 +121,7 @@ class Wrk:
         data = json.loads(lines[-1][len(_MARK) :])
         return LoadResult(
             statuses={int(status): int(n) for status, n in data["statuses"].items()},
-            uncounted=int(data["uncounted"]),
+            uncounted=int(data["missing_ratelimit"]),
             requests=int(data["requests"]),
             duration_s=int(data["duration_us"]) / 1e6,
             connect_errors=int(data["connect"]),

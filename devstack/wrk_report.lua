@@ -1,6 +1,7 @@
--- wrk script of the edge bench (bench/edge_wrk.py): counts every response by status and
--- the 200s that lack a RateLimit header (on a limited path: answered by the failure mode,
--- not decided), then prints one line: EDGE_WRK {json}.
+-- wrk script of the end-to-end tests (tests/e2e/load.py) and the edge bench
+-- (bench/edge_wrk.py): counts every response by status and the 200s that lack a RateLimit
+-- header (on a limited path: answered by the failure mode, not decided), then prints one
+-- line: WRK_RESULT {json}.
 -- Globals, not locals: done() reads each thread's copy with thread:get().
 statuses = {}
 missing = 0
@@ -32,7 +33,7 @@ function done(summary, latency, requests)
    end
    local errors = summary.errors
    io.write(string.format(
-      'EDGE_WRK {"statuses":{%s},"missing_ratelimit":%d,"requests":%d,"duration_us":%d,' ..
+      'WRK_RESULT {"statuses":{%s},"missing_ratelimit":%d,"requests":%d,"duration_us":%d,' ..
       '"bytes":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,"status_errors":%d,' ..
       '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
       table.concat(parts, ","), lacking, summary.requests, summary.duration, summary.bytes,
