@@ -34,6 +34,7 @@ from typing import Any
 import grpc
 
 from bench import cpu
+from bench.options import positive_float, positive_int
 from bench.stats import Tally
 from limiter_service import proto
 
@@ -225,33 +226,19 @@ def _spec_args(spec: LoadSpec) -> list[str]:
     ]
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> tuple[LoadSpec, int, bool]:
     """The run described by ``argv``, the number of processes, and whether to print every
     latency sample. Exits with status 2 and a usage message on bad arguments."""
     parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__)
     parser.add_argument("--target", required=True, help="host:port of the gRPC server")
     parser.add_argument("--method", type=Method, default=Method.SHOULD_ALLOW, choices=Method)
-    parser.add_argument("--concurrency", type=_positive_int, default=16)
-    parser.add_argument("--duration", type=_positive_float, default=5.0, help="seconds")
+    parser.add_argument("--concurrency", type=positive_int, default=16)
+    parser.add_argument("--duration", type=positive_float, default=5.0, help="seconds")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds, not measured")
-    parser.add_argument("--keys", type=_positive_int, default=10_000)
-    parser.add_argument("--batch-size", type=_positive_int, default=100)
-    parser.add_argument("--timeout", type=_positive_float, default=5.0, help="call deadline, s")
-    parser.add_argument("--procs", type=_positive_int, default=1)
+    parser.add_argument("--keys", type=positive_int, default=10_000)
+    parser.add_argument("--batch-size", type=positive_int, default=100)
+    parser.add_argument("--timeout", type=positive_float, default=5.0, help="call deadline, s")
+    parser.add_argument("--procs", type=positive_int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--start-at", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument(

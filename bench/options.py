@@ -56,14 +56,14 @@ _QUICK = {"duration": 1.0, "warmup": 0.3, "rounds": 1, "concurrency": 8, "keys":
 _FULL = {"duration": 5.0, "warmup": 1.0, "rounds": 2, "concurrency": 16, "keys": 10_000}
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
@@ -77,16 +77,16 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
         description="Throughput and latency of the limiter on real Redis, next to a bare "
         "gRPC echo server and redis-benchmark running the same Lua script.",
     )
-    parser.add_argument("--duration", type=_positive_float, help="measured seconds per run (5)")
+    parser.add_argument("--duration", type=positive_float, help="measured seconds per run (5)")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds before each run (1)")
-    parser.add_argument("--rounds", type=_positive_int, help="runs per scenario, best kept (2)")
-    parser.add_argument("--concurrency", type=_positive_int, help="calls in flight (16)")
-    parser.add_argument("--batch-size", type=_positive_int, default=100, help="(100)")
-    parser.add_argument("--keys", type=_positive_int, help="distinct keys (10000)")
-    parser.add_argument("--procs", type=_positive_int, default=1, help="load processes (1)")
-    parser.add_argument("--redis-timeout-ms", type=_positive_int, help="limiter REDIS_TIMEOUT_MS")
+    parser.add_argument("--rounds", type=positive_int, help="runs per scenario, best kept (2)")
+    parser.add_argument("--concurrency", type=positive_int, help="calls in flight (16)")
+    parser.add_argument("--batch-size", type=positive_int, default=100, help="(100)")
+    parser.add_argument("--keys", type=positive_int, help="distinct keys (10000)")
+    parser.add_argument("--procs", type=positive_int, default=1, help="load processes (1)")
+    parser.add_argument("--redis-timeout-ms", type=positive_int, help="limiter REDIS_TIMEOUT_MS")
     parser.add_argument(
-        "--decision-timeout-ms", type=_positive_int, help="limiter LIMITER_DECISION_TIMEOUT_MS"
+        "--decision-timeout-ms", type=positive_int, help="limiter LIMITER_DECISION_TIMEOUT_MS"
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON path")
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: temporary)")
