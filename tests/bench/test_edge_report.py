@@ -30,7 +30,7 @@ def _wrk_line(**overrides: object) -> str:
         "max_us": 20000,
     }
     data.update(overrides)
-    return "Running 2s test\nEDGE_WRK " + json.dumps(data) + "\n"
+    return "Running 2s test\nWRK_RESULT " + json.dumps(data) + "\n"
 
 
 def test_wrk_report_is_parsed() -> None:
@@ -43,7 +43,7 @@ def test_wrk_report_is_parsed() -> None:
 
 
 def test_wrk_output_without_report_is_refused() -> None:
-    with pytest.raises(ValueError, match="EDGE_WRK"):
+    with pytest.raises(ValueError, match="WRK_RESULT"):
         WrkResult.parse("Running 2s test\n", cpu_s=0.0)
 
 
