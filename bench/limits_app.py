@@ -47,9 +47,9 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.client_ip import TrustedProxies, resolve_client_ip
+from api.main import DEMO_KEY, Replica, ServedBy
 from api.settings import LimiterSettings
 
 __all__ = ["LimitsAppSettings", "create_app", "run", "storage_uri"]
@@ -99,7 +99,6 @@ class _State:
         self.item: RateLimitItem = RateLimitItemPerSecond(settings.rate_limit, settings.time_window)
         self.trusted = TrustedProxies(LimiterSettings().trusted_proxies)
         self.instance = settings.instance
-        self.served_by = (b"x-served-by", settings.instance.encode("ascii"))
 
 
 def _state(request: Request) -> _State:
@@ -118,26 +117,6 @@ async def _charge(request: Request) -> None:
 Limited = Annotated[None, Depends(_charge)]
 
 
-class _ServedBy:
-    """Adds ``X-Served-By`` like the demo API's middleware, so both answer alike."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        header = scope["state"][_STATE].served_by
-
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
-
-
 def create_app(settings: LimitsAppSettings | None = None) -> FastAPI:
     """The baseline app; settings not given are read from the environment at start-up
     (``pydantic.ValidationError`` when ``SENTINEL_HOSTS`` is missing)."""
@@ -145,10 +124,12 @@ def create_app(settings: LimitsAppSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         state = _State(settings if settings is not None else LimitsAppSettings())
-        yield {_STATE: state}
+        # The demo API's X-Served-By middleware reads its replica from this state key.
+        replica = Replica(state.instance, (b"x-served-by", state.instance.encode("ascii")))
+        yield {_STATE: state, DEMO_KEY: replica}
 
     app = FastAPI(title="limits baseline", lifespan=lifespan)
-    app.add_middleware(_ServedBy)
+    app.add_middleware(ServedBy)
 
     @app.get("/limited_endpoint")
     async def limited_endpoint(request: Request, _: Limited) -> dict[str, str]:
