@@ -112,7 +112,8 @@ def _print_grpc(report: BenchReport) -> None:
     machine, settings = report.machine, report.settings
     print(
         f"\n{machine['cpu_count']} cores ({machine['cpu_model']}), concurrency "
-        f"{settings['concurrency']} in {settings['load_procs']} load process(es), "
+        f"{settings['concurrency']} (batches: {settings['batch_concurrency']}) in "
+        f"{settings['load_procs']} load process(es), "
         f"best of {settings['rounds']} x {settings['duration_s']} s measured after "
         f"{settings['warmup_s']} s warm-up, "
         f"{settings['keys']} keys, batch {settings['batch_size']}, redis {machine['redis_server']}"
@@ -133,7 +134,8 @@ def _print_grpc(report: BenchReport) -> None:
     print("\nMarkdown:\n")
     print(markdown_table(report))
     print(
-        f"\n{machine['cpu_count']} cores, concurrency {settings['concurrency']}, "
+        f"\n{machine['cpu_count']} cores, concurrency {settings['concurrency']} "
+        f"(batches: {settings['batch_concurrency']}), "
         f"best of {settings['rounds']} x {settings['duration_s']} s per scenario; ratios are "
         "decisions/s over the baseline's; CPU is per decision; others' CPU is what other "
         "processes used meanwhile, in cores."

@@ -33,6 +33,9 @@ class BenchOptions:
     warmup_s: float = 1.0
     rounds: int = 2
     concurrency: int = 16
+    batch_concurrency: int = 4
+    """Batches in flight: 4 x 100 decisions keep the limiter busy without queueing past
+    its 100 ms decision budget (16 x 100 measures overload, not throughput)."""
     batch_size: int = 100
     keys: int = 10_000
     procs: int = 1
@@ -50,10 +53,24 @@ class BenchOptions:
     """The end-to-end section's options; ``None`` skips it."""
 
 
-_QUICK = {"duration": 1.0, "warmup": 0.3, "rounds": 1, "concurrency": 8, "keys": 1_000}
+_QUICK = {
+    "duration": 1.0,
+    "warmup": 0.3,
+    "rounds": 1,
+    "concurrency": 8,
+    "batch_concurrency": 2,
+    "keys": 1_000,
+}
 # 16 calls in flight already saturate one Python gRPC server on two cores; more only
 # lengthens queues (and, for batches of 100, pushes the limiter past its 100 ms budget).
-_FULL = {"duration": 5.0, "warmup": 1.0, "rounds": 2, "concurrency": 16, "keys": 10_000}
+_FULL = {
+    "duration": 5.0,
+    "warmup": 1.0,
+    "rounds": 2,
+    "concurrency": 16,
+    "batch_concurrency": 4,
+    "keys": 10_000,
+}
 
 
 def positive_int(text: str) -> int:
@@ -82,6 +99,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
     parser.add_argument("--rounds", type=positive_int, help="runs per scenario, best kept (2)")
     parser.add_argument("--concurrency", type=positive_int, help="calls in flight (16)")
     parser.add_argument("--batch-size", type=positive_int, default=100, help="(100)")
+    parser.add_argument("--batch-concurrency", type=positive_int, help="batch calls in flight (4)")
     parser.add_argument("--keys", type=positive_int, help="distinct keys (10000)")
     parser.add_argument("--procs", type=positive_int, default=1, help="load processes (1)")
     parser.add_argument("--redis-timeout-ms", type=positive_int, help="limiter REDIS_TIMEOUT_MS")
@@ -99,6 +117,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
         warmup_s=max(0.0, args.warmup if args.warmup is not None else base["warmup"]),
         rounds=args.rounds or int(base["rounds"]),
         concurrency=args.concurrency or int(base["concurrency"]),
+        batch_concurrency=args.batch_concurrency or int(base["batch_concurrency"]),
         batch_size=args.batch_size,
         keys=args.keys or int(base["keys"]),
         procs=args.procs,
@@ -112,8 +131,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
     )
     if options.edge is not None and options.edge.threads > options.edge.connections:
         parser.error("--edge-threads must not exceed --edge-connections")
-    if options.procs > options.concurrency:
-        parser.error("--procs must not exceed --concurrency")
+    if options.procs > min(options.concurrency, options.batch_concurrency):
+        parser.error("--procs must not exceed --concurrency or --batch-concurrency")
     if options.keys < options.batch_size:
         parser.error("--keys must be at least --batch-size")
     if options.batch_size > 1000:

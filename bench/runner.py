@@ -107,6 +107,7 @@ def _grpc_scenarios(
     settings = {
         "grpc": True,
         "concurrency": options.concurrency,
+        "batch_concurrency": options.batch_concurrency,
         "load_procs": options.procs,
         "duration_s": options.duration_s,
         "warmup_s": options.warmup_s,

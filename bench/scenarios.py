@@ -58,13 +58,14 @@ class ScenarioRunner:
     def _load(self, name: str, target: str, method: Method, watch: list[int]) -> dict[str, Any]:
         """Run ``bench.loadgen`` once against ``target``; its JSON result."""
         o = self.options
+        batched = method is Method.SHOULD_ALLOW_BATCH
         argv = [
             sys.executable,
             "-m",
             "bench.loadgen",
             f"--target={target}",
             f"--method={method.value}",
-            f"--concurrency={o.concurrency}",
+            f"--concurrency={o.batch_concurrency if batched else o.concurrency}",
             f"--duration={o.duration_s}",
             f"--warmup={o.warmup_s}",
             f"--keys={o.keys}",
@@ -162,7 +163,7 @@ class ScenarioRunner:
         o = self.options
         rounds = run_redis_benchmark(
             self.redis,
-            clients=o.concurrency,
+            clients=o.batch_concurrency if batch_size > 1 else o.concurrency,
             duration_s=o.duration_s,
             keys=o.keys,
             limit=o.policy_limit,
