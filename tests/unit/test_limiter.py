@@ -128,3 +128,12 @@ async def test_concurrent_requests_share_round_trips(clock: FakeClock) -> None:
     assert len(backend.calls) < 150  # coalesced
     allowed = [d for (d,) in results if d.allowed]
     assert len(allowed) == 100
+
+
+async def test_round_trips_are_capped_in_size_but_requests_stay_whole(clock: FakeClock) -> None:
+    backend = RecordingBackend(clock)
+    limiter = Limiter(default_policies(10_000, 60), backend, max_in_flight=1)
+    batches = [[Request(f"k{n}")] * 600 for n in range(3)]
+    results = await asyncio.gather(*(limiter.decide(batch) for batch in batches))
+    assert backend.calls == [600, 600, 600]  # 1800 would run one long script
+    assert all(len(result) == 600 and result[-1].remaining == 9_400 for result in results)
