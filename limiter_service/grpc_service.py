@@ -93,20 +93,17 @@ class RateLimiterService:
             _fill(add(), decision)
         return response
 
-    def generic_handler(self) -> grpc.GenericRpcHandler:
-        """Registers both methods under ``ratelimit.v1.RateLimiter``."""
-        return grpc.method_handlers_generic_handler(
-            proto.SERVICE_NAME,
-            {
-                "ShouldAllow": grpc.unary_unary_rpc_method_handler(
-                    _mapped(self.ShouldAllow),
-                    request_deserializer=proto.ShouldAllowRequest.FromString,
-                    response_serializer=proto.ShouldAllowResponse.SerializeToString,
-                ),
-                "ShouldAllowBatch": grpc.unary_unary_rpc_method_handler(
-                    _mapped(self.ShouldAllowBatch),
-                    request_deserializer=proto.ShouldAllowBatchRequest.FromString,
-                    response_serializer=proto.ShouldAllowBatchResponse.SerializeToString,
-                ),
-            },
-        )
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        """Both methods of ``ratelimit.v1.RateLimiter``, by method name."""
+        return {
+            "ShouldAllow": grpc.unary_unary_rpc_method_handler(
+                _mapped(self.ShouldAllow),
+                request_deserializer=proto.ShouldAllowRequest.FromString,
+                response_serializer=proto.ShouldAllowResponse.SerializeToString,
+            ),
+            "ShouldAllowBatch": grpc.unary_unary_rpc_method_handler(
+                _mapped(self.ShouldAllowBatch),
+                request_deserializer=proto.ShouldAllowBatchRequest.FromString,
+                response_serializer=proto.ShouldAllowBatchResponse.SerializeToString,
+            ),
+        }

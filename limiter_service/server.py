@@ -91,7 +91,10 @@ async def serve(settings: Settings) -> None:
             ("grpc.so_reuseport", 0),
         ]
     )
-    server.add_generic_rpc_handlers((RateLimiterService(limiter).generic_handler(),))
+    # Registered (not generic) methods: gRPC matches them by path, like the health service.
+    server.add_registered_method_handlers(
+        proto.SERVICE_NAME, RateLimiterService(limiter).method_handlers()
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     enable_reflection(server, (proto.SERVICE_NAME, "grpc.health.v1.Health"))
     try:
