@@ -59,11 +59,6 @@ class SentinelConnector:
         hosts = ",".join(f"{h}:{p}" for h, p in self._sentinels)
         self.description = f"sentinel {hosts} master={master_name}"
 
-    @property
-    def address(self) -> Address | None:
-        """The master address in use, if any."""
-        return self._address
-
     async def client(self) -> aioredis.Redis:
         if self._client is None:
             await self.refresh()

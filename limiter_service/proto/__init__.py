@@ -1,11 +1,10 @@
 """The wire types of ``ratelimit.v1`` and the names a client needs to call the service.
 
 Generated modules live in ``_gen`` (``make proto`` rewrites them); import from here.
-The service is registered with generic handlers rather than generated stubs, so the method
+The service registers its handlers by hand rather than through generated stubs, so the method
 paths below are the single source for both server and clients.
 """
 
-from limiter_service.proto._gen.ratelimit.v1 import ratelimit_pb2
 from limiter_service.proto._gen.ratelimit.v1.ratelimit_pb2 import (
     Reason,
     ShouldAllowBatchRequest,
@@ -17,10 +16,8 @@ from limiter_service.proto._gen.ratelimit.v1.ratelimit_pb2 import (
 SERVICE_NAME = "ratelimit.v1.RateLimiter"
 SHOULD_ALLOW_METHOD = f"/{SERVICE_NAME}/ShouldAllow"
 SHOULD_ALLOW_BATCH_METHOD = f"/{SERVICE_NAME}/ShouldAllowBatch"
-FILE_DESCRIPTOR = ratelimit_pb2.DESCRIPTOR
 
 __all__ = [
-    "FILE_DESCRIPTOR",
     "SERVICE_NAME",
     "SHOULD_ALLOW_BATCH_METHOD",
     "SHOULD_ALLOW_METHOD",
