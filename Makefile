@@ -8,10 +8,10 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint bench proto stack system-deps venv format clean
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+$(STAMP): pyproject.toml client/pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c requirements/constraints.txt -e './client[fastapi]' -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,7 +31,7 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy limiter_service api devstack bench tests
+	$(VENV)/bin/mypy client/ratelimit_client limiter_service api devstack bench tests scripts
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -39,7 +39,7 @@ format: $(STAMP)
 
 ## Regenerate the protobuf code from protos/ (a test fails when it is stale).
 proto: $(STAMP)
-	$(PY) -m limiter_service.proto.generate
+	$(PY) scripts/generate_proto.py
 
 ## Throughput and latency against real Redis, side by side with baselines.
 bench: $(STAMP) system-deps

@@ -1,4 +1,4 @@
-"""The demo service's own knobs (the rate limiter's are in ``api.settings``).
+"""The demo service's own knobs (the rate limiter's are ``ratelimit_client``'s).
 
 ==================  ===========  =====================================================
 env var             default      meaning
@@ -12,38 +12,58 @@ env var             default      meaning
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from api.settings import ConfigError
+from ratelimit_client import ConfigError
 
 __all__ = ["DemoSettings", "load_demo_settings"]
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
 
-class DemoSettings(BaseSettings):
-    """Read from the environment; keyword arguments use the env var names."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True, frozen=True)
+@dataclass(frozen=True)
+class DemoSettings:
+    """Validated on construction; see the module docstring for each field's env var."""
 
-    instance: str = Field("api", min_length=1, validation_alias=AliasChoices("API_INSTANCE"))
-    host: str = Field("0.0.0.0", min_length=1, validation_alias=AliasChoices("API_HOST"))
-    port: int = Field(8000, ge=0, le=65535, validation_alias=AliasChoices("API_PORT"))
-    access_log: bool = Field(False, validation_alias=AliasChoices("API_ACCESS_LOG"))
+    instance: str = "api"
+    host: str = "0.0.0.0"
+    port: int = 8000
+    access_log: bool = False
 
-    @field_validator("instance")
+    def __post_init__(self) -> None:
+        if not self.instance or not all(" " < char <= "~" for char in self.instance):
+            raise ConfigError(
+                "API_INSTANCE: must be printable ASCII without spaces (it is sent as a header)"
+            )
+        if not self.host:
+            raise ConfigError("API_HOST: must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"API_PORT: must be between 0 and 65535, got {self.port}")
+
     @classmethod
-    def _header_safe(cls, value: str) -> str:
-        if not all(" " < char <= "~" for char in value):
-            raise ValueError("must be printable ASCII without spaces (it is sent as a header)")
-        return value
+    def from_env(cls, environ: Mapping[str, str]) -> DemoSettings:
+        """Settings from ``environ`` (variables it lacks keep their defaults)."""
+        values: dict[str, object] = {}
+        if "API_INSTANCE" in environ:
+            values["instance"] = environ["API_INSTANCE"]
+        if "API_HOST" in environ:
+            values["host"] = environ["API_HOST"].strip()
+        if "API_PORT" in environ:
+            try:
+                values["port"] = int(environ["API_PORT"])
+            except ValueError:
+                raise ConfigError(f"API_PORT: {environ['API_PORT']!r} is not an integer") from None
+        if "API_ACCESS_LOG" in environ:
+            flag = environ["API_ACCESS_LOG"].strip().lower()
+            if flag not in _TRUE | _FALSE:
+                raise ConfigError(f"API_ACCESS_LOG: {flag!r} is not a boolean")
+            values["access_log"] = flag in _TRUE
+        return cls(**values)  # type: ignore[arg-type]
 
 
 def load_demo_settings() -> DemoSettings:
     """Settings from the environment; raises ``ConfigError`` naming the env var at fault."""
-    try:
-        return DemoSettings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid demo settings: {problems}") from None
+    return DemoSettings.from_env(os.environ)

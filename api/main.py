@@ -28,13 +28,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.decision import Decision
 from api.demo_settings import DemoSettings, load_demo_settings
-from api.dependency import RateLimit
-from api.errors import RateLimitError
-from api.keys import client_ip
-from api.lifespan import STATE_KEY, open_rate_limiter
-from api.settings import LimiterSettings
+from ratelimit_client import Decision, LimiterSettings
+from ratelimit_client.fastapi import (
+    STATE_KEY,
+    RateLimit,
+    RateLimitError,
+    client_ip,
+    open_rate_limiter,
+)
 
 __all__ = ["app", "create_app", "run"]
 

@@ -22,6 +22,14 @@ class Algorithm(enum.StrEnum):
     TOKEN_BUCKET = "token_bucket"
 
 
+class FailureMode(enum.StrEnum):
+    """What a request gets when the backend cannot answer in time: ``open`` allows it
+    uncounted (``FAIL_OPEN``), ``closed`` denies it (``FAIL_CLOSED``)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
 class Reason(enum.IntEnum):
     """Why a decision came out as it did; values match ``ratelimit.v1.Reason``."""
 

@@ -20,15 +20,28 @@ class LimiterError(Exception):
 
 
 class RequestError(LimiterError):
-    """The request is refused before any backend work is done."""
+    """The request is refused before any backend work is done. ``index`` is the position
+    of the refused item in a batch (``None`` for the request as a whole)."""
+
+    index: int | None = None
 
 
 class InvalidRequest(RequestError):
-    """A field of the request is out of range; the message names the field and the bound."""
+    """A field of the request is out of range; the message names the field and the bound,
+    ``field`` is the field's name (``key``, ``cost``, ``requests``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownPolicy(RequestError):
-    """The request names a policy that does not exist, or no policy fits its key."""
+    """The request names a policy that does not exist, or no policy fits its key;
+    ``policy`` is the name asked for (empty when none was)."""
+
+    def __init__(self, message: str, policy: str) -> None:
+        super().__init__(message)
+        self.policy = policy
 
 
 class BackendUnavailable(LimiterError):

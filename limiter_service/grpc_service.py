@@ -1,8 +1,21 @@
 """The gRPC edge: ``ratelimit.v1.RateLimiter`` on top of ``Limiter``.
 
 Converts wire messages to domain values and back, and maps errors to status codes in one
-place (``_status_for``): a client sees a status and a message naming the problem, never a
-traceback. Oversized messages (> 64 KiB) are refused by gRPC itself with RESOURCE_EXHAUSTED.
+place (``status_for``): a client sees a status, a message naming the problem and the
+``google.rpc`` rich error details, never a traceback:
+
+=====================  ==================  ================================================
+error                  status              details
+=====================  ==================  ================================================
+``InvalidRequest``     INVALID_ARGUMENT    ``BadRequest``: the field (``key``, ``cost``,
+                                           ``requests``, ``requests[3].key``)
+``UnknownPolicy``      NOT_FOUND           ``ErrorInfo`` ``UNKNOWN_POLICY``, ``policy``
+``LimiterError``       UNAVAILABLE         ``ErrorInfo`` ``BACKEND_UNAVAILABLE``
+anything else          INTERNAL            ``ErrorInfo`` ``INTERNAL`` (logged with its
+                                           traceback, once per occurrence)
+=====================  ==================  ================================================
+
+Oversized messages (> 64 KiB) are refused by gRPC itself with RESOURCE_EXHAUSTED (no details).
 """
 
 from __future__ import annotations
@@ -12,8 +25,12 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from ratelimit_client import proto
+from ratelimit_client.errors import ERROR_DOMAIN
 
-from limiter_service import proto
 from limiter_service.decision import US_PER_SECOND, Decision
 from limiter_service.errors import InvalidRequest, LimiterError, UnknownPolicy
 from limiter_service.limiter import Limiter
@@ -26,26 +43,50 @@ Out = TypeVar("Out")
 Handler = Callable[[In, grpc.aio.ServicerContext], Awaitable[Out]]
 
 
-def _status_for(error: Exception) -> tuple[grpc.StatusCode, str]:
-    """The one place where errors become gRPC statuses."""
+def _packed(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _info(reason: str, **metadata: str) -> error_details_pb2.ErrorInfo:
+    return error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+
+
+def status_for(error: Exception, batch: bool) -> grpc.Status:
+    """The one place where errors become gRPC statuses (with rich details). ``batch``: the
+    error came from ``ShouldAllowBatch``, whose fields are ``requests[i].<field>``."""
     if isinstance(error, InvalidRequest):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(error)
-    if isinstance(error, UnknownPolicy):
-        return grpc.StatusCode.NOT_FOUND, str(error)
-    if isinstance(error, LimiterError):
-        return grpc.StatusCode.UNAVAILABLE, str(error)
-    return grpc.StatusCode.INTERNAL, "internal error; see the limiter's log"
+        field = error.field
+        if batch and error.index is not None:
+            field = f"requests[{error.index}].{field}"
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=field, description=str(error)
+        )
+        code, detail = code_pb2.INVALID_ARGUMENT, error_details_pb2.BadRequest(
+            field_violations=[violation]
+        )
+    elif isinstance(error, UnknownPolicy):
+        code, detail = code_pb2.NOT_FOUND, _info("UNKNOWN_POLICY", policy=error.policy)
+    elif isinstance(error, LimiterError):
+        code, detail = code_pb2.UNAVAILABLE, _info("BACKEND_UNAVAILABLE")
+    else:
+        code, detail = code_pb2.INTERNAL, _info("INTERNAL")
+    message = str(error) if code != code_pb2.INTERNAL else "internal error; see the limiter's log"
+    return rpc_status.to_status(
+        status_pb2.Status(code=code, message=message, details=[_packed(detail)])
+    )
 
 
-def _mapped(handler: Handler[In, Out]) -> Handler[In, Out]:
+def _mapped(handler: Handler[In, Out], batch: bool) -> Handler[In, Out]:
     async def wrapper(request: In, context: grpc.aio.ServicerContext) -> Out:
         try:
             return await handler(request, context)
         except Exception as exc:
-            code, message = _status_for(exc)
-            if code is grpc.StatusCode.INTERNAL:
+            status = status_for(exc, batch)
+            if status.code is grpc.StatusCode.INTERNAL:
                 log.exception("unexpected error in %s", handler.__name__)
-            await context.abort(code, message)
+            await context.abort(status.code, status.details, status.trailing_metadata)
             raise  # unreachable: abort raises
 
     wrapper.__name__ = handler.__name__
@@ -69,13 +110,18 @@ def _fill(message: proto.ShouldAllowResponse, decision: Decision) -> None:
         field.nanos = rest * 1000
 
 
-class RateLimiterService:
-    """Handlers for ``ratelimit.v1.RateLimiter``."""
+class RateLimiterService(proto.RateLimiterServicer):  # type: ignore[misc]
+    """Handlers for ``ratelimit.v1.RateLimiter``; ``add_to`` registers them (as the
+    generated code does: registered methods, matched by path in gRPC core)."""
 
     def __init__(self, limiter: Limiter) -> None:
         self._limiter = limiter
+        # Instance attributes shadow the methods, so the generated registration finds
+        # the error-mapping wrappers.
+        self.ShouldAllow = _mapped(self._should_allow, batch=False)
+        self.ShouldAllowBatch = _mapped(self._should_allow_batch, batch=True)
 
-    async def ShouldAllow(
+    async def _should_allow(
         self, request: proto.ShouldAllowRequest, context: grpc.aio.ServicerContext
     ) -> proto.ShouldAllowResponse:
         decisions = await self._limiter.decide((request,), context.time_remaining())
@@ -83,7 +129,7 @@ class RateLimiterService:
         _fill(response, decisions[0])
         return response
 
-    async def ShouldAllowBatch(
+    async def _should_allow_batch(
         self, request: proto.ShouldAllowBatchRequest, context: grpc.aio.ServicerContext
     ) -> proto.ShouldAllowBatchResponse:
         decisions = await self._limiter.decide(request.requests, context.time_remaining())
@@ -93,17 +139,6 @@ class RateLimiterService:
             _fill(add(), decision)
         return response
 
-    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        """Both methods of ``ratelimit.v1.RateLimiter``, by method name."""
-        return {
-            "ShouldAllow": grpc.unary_unary_rpc_method_handler(
-                _mapped(self.ShouldAllow),
-                request_deserializer=proto.ShouldAllowRequest.FromString,
-                response_serializer=proto.ShouldAllowResponse.SerializeToString,
-            ),
-            "ShouldAllowBatch": grpc.unary_unary_rpc_method_handler(
-                _mapped(self.ShouldAllowBatch),
-                request_deserializer=proto.ShouldAllowBatchRequest.FromString,
-                response_serializer=proto.ShouldAllowBatchResponse.SerializeToString,
-            ),
-        }
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Register both methods on ``server``."""
+        proto.add_RateLimiterServicer_to_server(self, server)

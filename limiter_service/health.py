@@ -11,8 +11,8 @@ import asyncio
 import logging
 
 from grpc_health.v1 import health, health_pb2
+from ratelimit_client import proto
 
-from limiter_service import proto
 from limiter_service.backends.base import Backend
 from limiter_service.errors import BackendUnavailable
 

@@ -12,11 +12,18 @@ from typing import NamedTuple, Protocol
 
 from limiter_service.backends.base import Backend
 from limiter_service.batching import Coalescer
-from limiter_service.decision import US_PER_SECOND, Algorithm, Decision, Hit, Reason, Verdict
-from limiter_service.errors import BackendUnavailable, InvalidRequest
+from limiter_service.decision import (
+    US_PER_SECOND,
+    Algorithm,
+    Decision,
+    FailureMode,
+    Hit,
+    Reason,
+    Verdict,
+)
+from limiter_service.errors import BackendUnavailable, InvalidRequest, RequestError
 from limiter_service.fallback import FallbackLog
 from limiter_service.policies import PolicySet
-from limiter_service.settings import FailureMode
 from limiter_service.timeouts import patient_timeout
 
 MAX_BATCH = 1000
@@ -83,17 +90,20 @@ class Limiter:
         ``UnknownPolicy`` with a message naming the problem."""
         key = request.key
         if not key:
-            raise InvalidRequest("key must not be empty")
+            raise InvalidRequest("key must not be empty", "key")
         # A character is at most 4 UTF-8 bytes: most keys need no encoding to be checked.
         if len(key) * 4 > self._max_key_bytes:
             size = len(key.encode("utf-8"))
             if size > self._max_key_bytes:
-                raise InvalidRequest(f"key is {size} bytes; the maximum is {self._max_key_bytes}")
+                raise InvalidRequest(
+                    f"key is {size} bytes; the maximum is {self._max_key_bytes}", "key"
+                )
         policy = self.policies.resolve(request.policy, key)
         cost = request.cost or 1
         if cost > policy.capacity:
             raise InvalidRequest(
-                f"cost {cost} exceeds the capacity {policy.capacity} of policy {policy.name!r}"
+                f"cost {cost} exceeds the capacity {policy.capacity} of policy {policy.name!r}",
+                "cost",
             )
         tag = _ALGORITHM_TAG[policy.algorithm]
         storage_key = f"{self._prefix}:{{{policy.name}:{key}}}:{tag}"
@@ -109,8 +119,16 @@ class Limiter:
         answers. Raises ``InvalidRequest``/``UnknownPolicy`` before touching the backend.
         """
         if len(requests) > MAX_BATCH:
-            raise InvalidRequest(f"batch has {len(requests)} requests; the maximum is {MAX_BATCH}")
-        hits = [self.hit_for(request) for request in requests]
+            raise InvalidRequest(
+                f"batch has {len(requests)} requests; the maximum is {MAX_BATCH}", "requests"
+            )
+        hits: list[Hit] = []
+        for index, request in enumerate(requests):
+            try:
+                hits.append(self.hit_for(request))
+            except RequestError as exc:
+                exc.index = index
+                raise
         if not hits:
             return []
         budget = self._decision_timeout_s

@@ -105,7 +105,7 @@ class PolicySet:
             found = self._by_name.get(name)
             if found is None:
                 raise UnknownPolicy(
-                    f"unknown policy {name!r}; known policies: {', '.join(self.names)}"
+                    f"unknown policy {name!r}; known policies: {', '.join(self.names)}", name
                 )
             return found
         for policy, matches in self._matchers:
@@ -115,7 +115,8 @@ class PolicySet:
         if default is None:
             raise UnknownPolicy(
                 f"no policy matches key {key!r} and there is no 'default' policy; "
-                f"known policies: {', '.join(self.names)}"
+                f"known policies: {', '.join(self.names)}",
+                "",
             )
         return default
 

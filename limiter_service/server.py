@@ -15,8 +15,8 @@ import sys
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
+from ratelimit_client import proto
 
-from limiter_service import proto
 from limiter_service.backends.base import Backend
 from limiter_service.backends.connection import StaticConnector
 from limiter_service.backends.memory import MemoryBackend
@@ -91,10 +91,7 @@ async def serve(settings: Settings) -> None:
             ("grpc.so_reuseport", 0),
         ]
     )
-    # Registered (not generic) methods: gRPC matches them by path, like the health service.
-    server.add_registered_method_handlers(
-        proto.SERVICE_NAME, RateLimiterService(limiter).method_handlers()
-    )
+    RateLimiterService(limiter).add_to(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     enable_reflection(server, (proto.SERVICE_NAME, "grpc.health.v1.Health"))
     try:

@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from limiter_service.decision import FailureMode
 from limiter_service.errors import ConfigError
 
 
@@ -21,11 +22,6 @@ class BackendKind(enum.StrEnum):
     MEMORY = "memory"
     REDIS = "redis"
     SENTINEL = "sentinel"
-
-
-class FailureMode(enum.StrEnum):
-    OPEN = "open"
-    CLOSED = "closed"
 
 
 def _env(name: str) -> AliasChoices:

@@ -8,14 +8,14 @@ policy name as an sf-string::
 
 ``q`` and ``w`` are the limiter's: ``ShouldAllowResponse.limit`` and ``.window`` (whole
 seconds, rounded up). ``w`` is optional in the draft and left out when the window is
-unknown (0: a limiter older than ``.window`` does not send it). The functions here are
+0 (a fake or a failure mode reports none). The functions here are
 pure; ``HeaderCache`` keeps the encoded per-policy parts so the hot path only formats two
 integers.
 """
 
 from __future__ import annotations
 
-from api.decision import Decision
+from ratelimit_client.decision import Decision
 
 __all__ = [
     "RATELIMIT",
@@ -23,7 +23,6 @@ __all__ = [
     "RETRY_AFTER",
     "HeaderCache",
     "policy_field",
-    "ratelimit_field",
     "sf_string",
 ]
 
@@ -52,11 +51,6 @@ def policy_field(policy: str, quota: int, window_s: int) -> str:
     ``window_s`` is 0 (unknown) or less."""
     item = f"{sf_string(policy)};q={quota}"
     return f"{item};w={window_s}" if window_s > 0 else item
-
-
-def ratelimit_field(policy: str, remaining: int, reset_s: int) -> str:
-    """One ``RateLimit`` item: ``"default";r=9;t=42``; negatives are clamped to 0."""
-    return f"{sf_string(policy)};r={max(remaining, 0)};t={max(reset_s, 0)}"
 
 
 class HeaderCache:

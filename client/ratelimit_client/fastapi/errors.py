@@ -1,5 +1,6 @@
-"""Every HTTP error the rate-limit dependency answers with, and the one place where the
-limiter's gRPC statuses become them.
+"""Every HTTP error the rate-limit dependency answers with. The client's errors
+(``ratelimit_client.errors``, mapped from the limiter's statuses there) become these in
+``RateLimit``: ``InvalidKey`` is 400, ``Misconfigured`` is 500.
 
 The whole tree (all are ``fastapi.HTTPException``, so an app that installs no handler still
 sends the right status and headers)::
@@ -19,12 +20,11 @@ the server log.
 
 from __future__ import annotations
 
-import grpc
 from fastapi import FastAPI, HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.headers import RETRY_AFTER
+from ratelimit_client.fastapi.headers import RETRY_AFTER
 
 __all__ = [
     "InvalidRateLimitKey",
@@ -32,24 +32,9 @@ __all__ = [
     "RateLimitError",
     "RateLimitExceeded",
     "RateLimitMisconfigured",
-    "error_for_status",
     "install_error_handler",
     "rate_limit_error_handler",
 ]
-
-# The limiter could not decide: the failure mode answers instead of an error.
-_LIMITER_FAILED = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.DATA_LOSS,
-    }
-)
-
 
 class RateLimitError(HTTPException):
     """An answer given instead of the endpoint's."""
@@ -107,25 +92,6 @@ class RateLimitMisconfigured(RateLimitError):
     def __init__(self, detail: str, log_detail: str) -> None:
         super().__init__(500, f"server misconfiguration: {detail}")
         self.log_detail = log_detail
-
-
-def error_for_status(code: grpc.StatusCode, details: str, policy: str) -> RateLimitError | None:
-    """The HTTP error for a failed ``ShouldAllow`` call, or ``None`` when the limiter could
-    not decide (unreachable, late, crashed) and the failure mode must answer instead."""
-    if code in _LIMITER_FAILED:
-        return None
-    log_detail = f"{code.name}: {details}"
-    if code is grpc.StatusCode.INVALID_ARGUMENT and details.startswith("key "):
-        return InvalidRateLimitKey(details)
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return InvalidRateLimitKey("too large")
-    if code is grpc.StatusCode.NOT_FOUND:
-        return RateLimitMisconfigured(f"rate-limit policy {policy!r} does not exist", log_detail)
-    if code is grpc.StatusCode.INVALID_ARGUMENT:
-        return RateLimitMisconfigured(
-            f"rate-limit policy {policy!r} refused the request", log_detail
-        )
-    return RateLimitMisconfigured(f"the rate limiter refused the call ({code.name})", log_detail)
 
 
 def rate_limit_error_handler(request: Request, exc: Exception) -> Response:

@@ -16,13 +16,15 @@ within what is left of the deadline, so each request gets its own answer.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
-from limiter_service import proto
+from ratelimit_client import proto
+from ratelimit_client.errors import RpcFailure, failure_from
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ITEMS", "CallCoalescer", "RpcFailure"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ITEMS", "CallCoalescer"]
 
 # The limiter takes at most 1000 requests and 64 KiB per message; stay well inside both.
 MAX_BATCH_ITEMS = 256
@@ -38,13 +40,6 @@ _ITEM_REFUSED = frozenset(
 )
 
 
-class RpcFailure(NamedTuple):
-    """A call that ended without a reply: its status and the limiter's message."""
-
-    code: grpc.StatusCode
-    details: str
-
-
 Outcome = proto.ShouldAllowResponse | RpcFailure
 _Waiter = tuple[proto.ShouldAllowRequest, "asyncio.Future[Outcome]", float]
 _DEADLINE_EXCEEDED = RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
@@ -53,10 +48,6 @@ _DEADLINE_EXCEEDED = RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exc
 def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
     if not future.done():  # the request may have been cancelled (client went away)
         future.set_result(outcome)
-
-
-def _failure(exc: grpc.aio.AioRpcError) -> RpcFailure:
-    return RpcFailure(exc.code(), exc.details() or "")
 
 
 def chunks(waiters: list[_Waiter]) -> list[list[_Waiter]]:
@@ -82,7 +73,7 @@ class CallCoalescer:
 
     ``single`` and ``batch`` are the channel's callables for the two methods; a request
     must be answered within ``timeout_s`` of its arrival; at most ``max_in_flight`` calls
-    (batches) run at once.
+    (batches) run at once. ``clock`` (monotonic seconds) defaults to the event loop's.
     """
 
     def __init__(
@@ -91,7 +82,9 @@ class CallCoalescer:
         batch: grpc.aio.UnaryUnaryMultiCallable,
         timeout_s: float,
         max_in_flight: int = 1,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        self._clock = clock
         self._single = single
         self._batch = batch
         self._timeout_s = timeout_s
@@ -101,12 +94,15 @@ class CallCoalescer:
         self._scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
     async def call(self, request: proto.ShouldAllowRequest) -> Outcome:
         """The limiter's reply to ``request``, or how the call failed. Never raises
         (except ``CancelledError`` when the caller is cancelled)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        self._pending.append((request, future, loop.time() + self._timeout_s))
+        self._pending.append((request, future, self._now() + self._timeout_s))
         if not self._scheduled and self._in_flight < self._max_in_flight:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -115,7 +111,7 @@ class CallCoalescer:
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         live: list[_Waiter] = []
         for waiter in pending:
             if waiter[1].done():
@@ -145,14 +141,14 @@ class CallCoalescer:
     async def _send_one(
         self, request: proto.ShouldAllowRequest, future: asyncio.Future[Outcome], deadline: float
     ) -> None:
-        remaining = deadline - asyncio.get_running_loop().time()
+        remaining = deadline - self._now()
         if remaining <= 0:
             _settle(future, _DEADLINE_EXCEEDED)
             return
         try:
             reply = await self._single(request, timeout=remaining)
         except grpc.aio.AioRpcError as exc:
-            _settle(future, _failure(exc))
+            _settle(future, failure_from(exc))
         except Exception as exc:  # every waiter must be answered, whatever went wrong
             _settle(future, RpcFailure(grpc.StatusCode.UNKNOWN, repr(exc)))
         else:
@@ -160,7 +156,7 @@ class CallCoalescer:
 
     async def _send_batch(self, batch: list[_Waiter], deadline: float) -> None:
         message = proto.ShouldAllowBatchRequest(requests=[waiter[0] for waiter in batch])
-        remaining = deadline - asyncio.get_running_loop().time()
+        remaining = deadline - self._now()
         try:
             replies = await self._batch(message, timeout=max(remaining, 0.001))
         except grpc.aio.AioRpcError as exc:
@@ -169,7 +165,7 @@ class CallCoalescer:
                     *(self._send_one(request, future, deadline) for request, future, _ in batch)
                 )
                 return
-            failure = _failure(exc)
+            failure = failure_from(exc)
         except Exception as exc:  # every waiter must be answered, whatever went wrong
             failure = RpcFailure(grpc.StatusCode.UNKNOWN, repr(exc))
         else:

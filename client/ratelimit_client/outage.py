@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 __all__ = ["ErrorLog", "OutageLog"]
 
-log = logging.getLogger("api.limiter")
+log = logging.getLogger("ratelimit_client")
 
 
 class OutageLog:

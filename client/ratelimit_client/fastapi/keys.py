@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
-from api.client_ip import resolve_client_ip
-from api.lifespan import rate_limit_state
+from ratelimit_client.fastapi.client_ip import resolve_client_ip
+from ratelimit_client.fastapi.lifespan import rate_limit_state
 
 __all__ = ["KeyFunc", "api_key_header", "client_ip"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from api.settings import IPNetwork
+from ratelimit_client.settings import IPNetwork
 
 __all__ = ["UNKNOWN_CLIENT", "TrustedProxies", "normalize_ip", "resolve_client_ip"]
 

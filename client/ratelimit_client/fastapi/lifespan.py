@@ -12,54 +12,76 @@ or open it inside your own::
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         async with open_rate_limiter() as limiter:
             yield {STATE_KEY: limiter, ...your own state...}
+
+In tests, ``use_fake_limiter(app, FakeLimiter())`` replaces the client for every request
+of ``app`` (and ``rate_limit_lifespan`` then opens no real client).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI
 from starlette.requests import HTTPConnection
 
-from api.client_ip import TrustedProxies
-from api.headers import HeaderCache
-from api.limiter_client import LimiterClient
-from api.settings import LimiterSettings, load_limiter_settings
+from ratelimit_client.aio import LimiterClient
+from ratelimit_client.decision import Decision
+from ratelimit_client.fastapi.client_ip import TrustedProxies
+from ratelimit_client.fastapi.headers import HeaderCache
+from ratelimit_client.outage import OutageLog
+from ratelimit_client.settings import LimiterSettings, load_limiter_settings
 
 __all__ = [
     "STATE_KEY",
+    "AsyncLimiter",
     "RateLimitState",
     "open_rate_limiter",
     "rate_limit_lifespan",
     "rate_limit_state",
+    "use_fake_limiter",
 ]
 
 STATE_KEY = "rate_limiter"
+_OVERRIDE = "rate_limiter_override"
+
+
+class AsyncLimiter(Protocol):
+    """What the dependency needs of a client: ``LimiterClient`` and ``FakeLimiter`` fit."""
+
+    outages: OutageLog
+
+    async def decide(self, key: str, policy: str = "", cost: int = 1) -> Decision: ...
+
+    async def connect(self, timeout_s: float = ...) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 class RateLimitState:
-    """Everything per process: the settings, the gRPC client, the trusted proxies and the
+    """Everything per process: the settings, the client, the trusted proxies and the
     pre-encoded header parts (per policy, quota and window, as the limiter reports them)."""
 
-    def __init__(self, settings: LimiterSettings) -> None:
+    def __init__(self, settings: LimiterSettings, client: AsyncLimiter | None = None) -> None:
         self.settings = settings
-        self.client = LimiterClient(settings)
+        self.client: AsyncLimiter = client if client is not None else LimiterClient(settings)
         self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
         self.headers = HeaderCache()
 
 
 @asynccontextmanager
 async def open_rate_limiter(
-    settings: LimiterSettings | None = None,
+    settings: LimiterSettings | None = None, *, client: AsyncLimiter | None = None
 ) -> AsyncIterator[RateLimitState]:
-    """Open the client (settings from the environment unless given) and close it on exit.
+    """Open the client (settings from the environment unless given; ``client`` instead of
+    a ``LimiterClient``, e.g. a ``FakeLimiter``) and close it on exit.
 
     Raises ``ConfigError`` naming the env var when the environment is invalid. Waits up to
     ``CONNECT_TIMEOUT_S`` for a limiter replica, then starts anyway: a limiter that is down
     at start is an outage like any other.
     """
-    state = RateLimitState(settings if settings is not None else load_limiter_settings())
+    state = RateLimitState(settings if settings is not None else load_limiter_settings(), client)
     try:
         await state.client.connect()
         yield state
@@ -75,14 +97,32 @@ def rate_limit_lifespan(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
+        override = getattr(app.state, _OVERRIDE, None)
+        if override is not None:
+            yield {STATE_KEY: override}
+            return
         async with open_rate_limiter(settings()) as state:
             yield {STATE_KEY: state}
 
     return lifespan
 
 
+def use_fake_limiter(
+    app: FastAPI, client: AsyncLimiter, settings: LimiterSettings | None = None
+) -> RateLimitState:
+    """Answer every rate-limit decision of ``app`` with ``client`` (a ``FakeLimiter``),
+    lifespan or not; returns the state it installed."""
+    state = RateLimitState(settings if settings is not None else LimiterSettings(), client)
+    setattr(app.state, _OVERRIDE, state)
+    return state
+
+
 def rate_limit_state(connection: HTTPConnection) -> RateLimitState:
-    """The state opened by the lifespan; raises ``RuntimeError`` if there is none."""
+    """The state for this request: a fake's if one is installed, else the lifespan's;
+    raises ``RuntimeError`` if there is none."""
+    override = getattr(connection.app.state, _OVERRIDE, None)
+    if override is not None:
+        return override  # type: ignore[no-any-return]
     try:
         state = connection.scope["state"][STATE_KEY]
     except KeyError:

@@ -13,12 +13,11 @@ or ``dependencies=[Depends(RateLimit(...))]`` on a route or router. Outcomes:
   ``RateLimit`` (only when the endpoint returns data; an endpoint returning a ``Response``
   itself must copy ``rate_limit_state(request).headers.as_dict(decision)``). The policy's
   quota ``q`` and window ``w`` are those the limiter reported with the decision (also
-  ``decision.limit`` and ``decision.window_s``); ``w`` is left out when the limiter did
-  not report a window (one older than ``ShouldAllowResponse.window``);
+  ``decision.limit`` and ``decision.window_s``);
 * over the quota: ``RateLimitExceeded`` (429, ``Retry-After`` equal to ``RateLimit``'s t);
 * no decision possible: ``FAIL_OPEN`` lets the request through without those headers,
   ``FAIL_CLOSED`` raises ``LimiterUnavailable`` (503, ``Retry-After``);
-* a refused key or a server misconfiguration: 400 / 500, see ``api.errors``.
+* a refused key or a server misconfiguration: 400 / 500, see ``ratelimit_client.fastapi.errors``.
 """
 
 from __future__ import annotations
@@ -29,10 +28,16 @@ from fastapi import Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.decision import Decision, Reason
-from api.errors import LimiterUnavailable, RateLimitExceeded
-from api.keys import KeyFunc, client_ip
-from api.lifespan import rate_limit_state
+from ratelimit_client.decision import Decision, Reason
+from ratelimit_client.errors import InvalidKey, Misconfigured
+from ratelimit_client.fastapi.errors import (
+    InvalidRateLimitKey,
+    LimiterUnavailable,
+    RateLimitExceeded,
+    RateLimitMisconfigured,
+)
+from ratelimit_client.fastapi.keys import KeyFunc, client_ip
+from ratelimit_client.fastapi.lifespan import rate_limit_state
 
 __all__ = ["RateLimit"]
 
@@ -73,7 +78,12 @@ class RateLimit:
 
         Returns the decision, ``window_s`` included, for the endpoint to use."""
         state = rate_limit_state(request)
-        decision = await state.client.decide(key, self.policy, self.cost)
+        try:
+            decision = await state.client.decide(key, self.policy, self.cost)
+        except InvalidKey as exc:
+            raise InvalidRateLimitKey(exc.reason) from None
+        except Misconfigured as exc:
+            raise RateLimitMisconfigured(exc.detail, exc.log_detail) from None
         reason = decision.reason
         if reason is Reason.WITHIN_LIMIT:
             response.raw_headers.extend(state.headers.raw(decision))

@@ -1,4 +1,4 @@
-"""What the rate-limit dependency hands to an endpoint: one typed, immutable decision.
+"""What the client answers for one request: one typed, immutable decision.
 
 All times are whole seconds, rounded up, because that is what HTTP headers carry
 (``Retry-After``, ``RateLimit``'s ``t``, ``RateLimit-Policy``'s ``w``): a client that waits
@@ -37,8 +37,7 @@ class Decision(NamedTuple):
     allowed, and equal to ``retry_after_s`` when denied. ``retry_after_s`` is 0 when allowed
     and at least 1 when denied. ``window_s`` is the policy's window as the limiter reports
     it (``limit`` units per ``window_s`` seconds; a 1.5 s window is 2), advertised as
-    ``RateLimit-Policy``'s ``w``; 0 when unknown (a limiter older than
-    ``ShouldAllowResponse.window`` does not report it).
+    ``RateLimit-Policy``'s ``w``.
     """
 
     allowed: bool

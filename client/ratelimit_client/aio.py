@@ -1,0 +1,96 @@
+"""The asyncio client of ``ratelimit.v1.RateLimiter``: one channel per process, decisions
+coalesced into as few calls as the load allows (``coalescing``), and the failure mode when
+no decision can be had.
+
+Every call, retries included, has the ``LIMITER_TIMEOUT_MS`` deadline (see ``channel``
+for balancing and retries). Create the client inside the running event loop (an app's
+lifespan) and ``close()`` it there, or use it as ``async with``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+import grpc
+
+from ratelimit_client import proto
+from ratelimit_client.answers import Answers
+from ratelimit_client.channel import channel_options
+from ratelimit_client.coalescing import CallCoalescer
+from ratelimit_client.decision import Decision
+from ratelimit_client.errors import RpcFailure
+from ratelimit_client.outage import OutageLog
+from ratelimit_client.settings import LimiterSettings
+
+__all__ = ["CONNECT_TIMEOUT_S", "LimiterClient"]
+
+CONNECT_TIMEOUT_S = 1.0
+
+log = logging.getLogger("ratelimit_client")
+
+
+class LimiterClient:
+    """Asks the limiter for decisions; answers with the failure mode when it cannot."""
+
+    def __init__(self, settings: LimiterSettings | None = None) -> None:
+        settings = settings if settings is not None else LimiterSettings()
+        self._target = settings.limiter_addr
+        self._channel = grpc.aio.insecure_channel(settings.limiter_addr, options=channel_options())
+        stub = proto.RateLimiterStub(self._channel)
+        self._calls = CallCoalescer(
+            stub.ShouldAllow, stub.ShouldAllowBatch, settings.timeout_s, settings.max_in_flight
+        )
+        self._answers = Answers(settings.failure_mode)
+
+    @property
+    def outages(self) -> OutageLog:
+        """Requests answered by the failure mode (``total``) and whether one is ongoing."""
+        return self._answers.outages
+
+    async def decide(self, key: str, policy: str = "", cost: int = 1) -> Decision:
+        """Charge ``cost`` units of ``policy`` to ``key`` and say whether that fits.
+
+        ``policy`` ``""`` lets the limiter choose by key. Returns within the deadline (plus
+        scheduling noise). When the limiter cannot decide (unreachable, late, or its own
+        backend down) the decision's reason is ``FAIL_OPEN`` or ``FAIL_CLOSED``. Raises
+        ``InvalidKey`` when the limiter refuses ``key`` and ``Misconfigured`` for a
+        server-side mistake (e.g. unknown ``policy``).
+        """
+        reply = await self._calls.call(proto.ShouldAllowRequest(key=key, policy=policy, cost=cost))
+        if isinstance(reply, RpcFailure):
+            return self._answers.failure(reply, policy)
+        return self._answers.reply(reply, policy)
+
+    async def connect(self, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
+        """Start connecting and wait up to ``timeout_s`` for a ready replica, so the first
+        requests do not pay for the handshake; returns whether one is ready. Never raises:
+        a limiter that is down at start is an outage like any other."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
+        except TimeoutError:
+            log.warning(
+                "rate limiter at %s not ready after %.1f s; failing %s until it is",
+                self._target,
+                timeout_s,
+                self.outages.mode,
+            )
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Close the channel; calls still running fail (and get the failure mode)."""
+        await self._channel.close()
+        await self._calls.close()
+
+    async def __aenter__(self) -> LimiterClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

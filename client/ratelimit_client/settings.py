@@ -1,0 +1,133 @@
+"""The client's knobs: one frozen settings object, each field an env var with a default.
+
+Built when the app starts (in its lifespan), never at import, so tests and embedding apps
+can pass their own: ``LimiterSettings(limiter_addr="127.0.0.1:50051")`` or
+``LimiterSettings.from_env({"LIMITER_ADDR": ...})``. Invalid values raise ``ConfigError``
+naming the env var at fault.
+
+==========================  ===================  ============================================
+env var                     default              meaning
+==========================  ===================  ============================================
+``LIMITER_ADDR``            ``localhost:50051``  gRPC target of the limiter replicas, e.g.
+                                                 ``dns:///limiter:50051`` or
+                                                 ``ipv4:10.0.0.1:50051,10.0.0.2:50051``;
+                                                 balanced client-side with ``round_robin``
+``LIMITER_TIMEOUT_MS``      ``50``               deadline of one decision, retries included
+                                                 (1 to 60000)
+``LIMITER_MAX_IN_FLIGHT``   ``1``                gRPC calls in flight per process; decisions
+                                                 asked meanwhile share the next call (a
+                                                 batch); 1 to 1024
+``LIMITER_FAILURE_MODE``    ``open``             limiter unreachable or late: ``open`` lets
+                                                 the request through, ``closed`` denies it
+``TRUSTED_PROXIES``         ``127.0.0.0/8,::1``  peers (IPs/CIDRs) whose ``X-Real-IP`` names
+                                                 the client (FastAPI ``client_ip``); empty
+                                                 trusts nobody
+==========================  ===================  ============================================
+
+Policies (quota and window) are the limiter's alone: every decision reports them.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["ConfigError", "FailureMode", "IPNetwork", "LimiterSettings", "load_limiter_settings"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1"))
+
+
+class ConfigError(ValueError):
+    """Invalid client settings; the message names the env var and the problem."""
+
+
+class FailureMode(enum.StrEnum):
+    """What a request gets when no decision could be obtained from the limiter."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    """``"10.0.0.0/8, 192.0.2.1"`` as networks; raises ``ValueError`` naming a bad item."""
+    networks: list[IPNetwork] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
+
+
+def _int(name: str, text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not an integer") from None
+
+
+def _in_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
+
+
+@dataclass(frozen=True)
+class LimiterSettings:
+    """Validated on construction; see the module docstring for each field's env var."""
+
+    limiter_addr: str = "localhost:50051"
+    timeout_ms: int = 50
+    max_in_flight: int = 1
+    failure_mode: FailureMode = FailureMode.OPEN
+    trusted_proxies: tuple[IPNetwork, ...] = field(default=_LOOPBACK)
+
+    def __post_init__(self) -> None:
+        if not self.limiter_addr:
+            raise ConfigError("LIMITER_ADDR: must not be empty")
+        _in_range("LIMITER_TIMEOUT_MS", self.timeout_ms, 1, 60_000)
+        _in_range("LIMITER_MAX_IN_FLIGHT", self.max_in_flight, 1, 1024)
+        if not isinstance(self.failure_mode, FailureMode):
+            raise ConfigError(f"LIMITER_FAILURE_MODE: not a FailureMode: {self.failure_mode!r}")
+
+    @property
+    def timeout_s(self) -> float:
+        """``LIMITER_TIMEOUT_MS`` in seconds."""
+        return self.timeout_ms / 1000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> LimiterSettings:
+        """Settings from ``environ`` (variables it lacks keep their defaults)."""
+        values: dict[str, object] = {}
+        if "LIMITER_ADDR" in environ:
+            values["limiter_addr"] = environ["LIMITER_ADDR"].strip()
+        if "LIMITER_TIMEOUT_MS" in environ:
+            values["timeout_ms"] = _int("LIMITER_TIMEOUT_MS", environ["LIMITER_TIMEOUT_MS"])
+        if "LIMITER_MAX_IN_FLIGHT" in environ:
+            values["max_in_flight"] = _int(
+                "LIMITER_MAX_IN_FLIGHT", environ["LIMITER_MAX_IN_FLIGHT"]
+            )
+        if "LIMITER_FAILURE_MODE" in environ:
+            mode = environ["LIMITER_FAILURE_MODE"].strip().lower()
+            try:
+                values["failure_mode"] = FailureMode(mode)
+            except ValueError:
+                raise ConfigError(
+                    f"LIMITER_FAILURE_MODE: must be 'open' or 'closed', got {mode!r}"
+                ) from None
+        if "TRUSTED_PROXIES" in environ:
+            try:
+                values["trusted_proxies"] = parse_networks(environ["TRUSTED_PROXIES"])
+            except ValueError as exc:
+                raise ConfigError(f"TRUSTED_PROXIES: {exc}") from None
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def load_limiter_settings() -> LimiterSettings:
+    """Settings from the process environment; raises ``ConfigError`` naming the env var."""
+    return LimiterSettings.from_env(os.environ)

@@ -1,0 +1,71 @@
+"""A blocking client for scripts, Flask, Django and other threaded code.
+
+One ``SyncLimiterClient`` per process is enough: it is thread-safe and keeps one channel
+(round robin and retries as in ``channel``). Each ``decide`` is one ``ShouldAllow`` call
+with the ``LIMITER_TIMEOUT_MS`` deadline; there is no coalescing (threads block on their
+own calls). Answers, failure mode and errors are the asyncio client's::
+
+    with SyncLimiterClient(LimiterSettings(limiter_addr="limiter:50051")) as limiter:
+        if not limiter.decide("user:42", "default").allowed:
+            ...
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+import grpc
+
+from ratelimit_client import proto
+from ratelimit_client.answers import Answers
+from ratelimit_client.channel import channel_options
+from ratelimit_client.decision import Decision
+from ratelimit_client.errors import failure_from
+from ratelimit_client.outage import OutageLog
+from ratelimit_client.settings import LimiterSettings
+
+__all__ = ["SyncLimiterClient"]
+
+
+class SyncLimiterClient:
+    """Blocking decisions; answers with the failure mode when the limiter cannot decide."""
+
+    def __init__(self, settings: LimiterSettings | None = None) -> None:
+        settings = settings if settings is not None else LimiterSettings()
+        self._timeout_s = settings.timeout_s
+        self._channel = grpc.insecure_channel(settings.limiter_addr, options=channel_options())
+        self._stub = proto.RateLimiterStub(self._channel)
+        self._answers = Answers(settings.failure_mode)
+        self._lock = threading.Lock()  # the outage log is not thread-safe on its own
+
+    @property
+    def outages(self) -> OutageLog:
+        """Requests answered by the failure mode (``total``) and whether one is ongoing."""
+        return self._answers.outages
+
+    def decide(self, key: str, policy: str = "", cost: int = 1) -> Decision:
+        """As ``LimiterClient.decide``, blocking for at most the deadline."""
+        request = proto.ShouldAllowRequest(key=key, policy=policy, cost=cost)
+        try:
+            reply = self._stub.ShouldAllow(request, timeout=self._timeout_s)
+        except grpc.RpcError as exc:
+            with self._lock:
+                return self._answers.failure(failure_from(exc), policy)
+        with self._lock:
+            return self._answers.reply(reply, policy)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> SyncLimiterClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
