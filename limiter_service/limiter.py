@@ -7,7 +7,7 @@ never reaches Redis.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from limiter_service.backends.base import Backend
@@ -75,7 +75,11 @@ class Limiter:
         failure_mode: FailureMode = FailureMode.OPEN,
         decision_timeout_s: float = 0.1,
         max_in_flight: int = 4,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` is the monotonic clock deadlines are measured on (seconds); by
+        default the running event loop's, which is what backends compare them with."""
+        self._clock = clock
         self.policies = policies
         self.backend = backend
         self._coalescer = Coalescer(backend, max_in_flight)
@@ -134,10 +138,10 @@ class Limiter:
         budget = self._decision_timeout_s
         if time_remaining_s is not None:
             budget = min(budget, max(time_remaining_s * _DEADLINE_SHARE, 0.0))
-        loop = asyncio.get_running_loop()
+        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
         try:
             async with patient_timeout(budget):
-                verdicts = await self._coalescer.decide(hits, loop.time() + budget)
+                verdicts = await self._coalescer.decide(hits, now + budget)
         except (BackendUnavailable, TimeoutError) as exc:
             cause = str(exc) or f"no answer within {budget * 1000:.0f} ms"
             self.fallbacks.record(len(hits), cause)

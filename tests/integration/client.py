@@ -1,4 +1,4 @@
-"""A small grpc.aio client for the tests, speaking ``ratelimit.v1`` over the wire."""
+"""A small grpc.aio client for the tests, speaking ``ratelimit.v1`` through the generated stub."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from limiter_service import proto
+from ratelimit_client import proto
 
 
 class LimiterClient:
@@ -14,16 +14,7 @@ class LimiterClient:
 
     def __init__(self, address: str) -> None:
         self.channel = grpc.aio.insecure_channel(address)
-        self._one = self.channel.unary_unary(
-            proto.SHOULD_ALLOW_METHOD,
-            request_serializer=proto.ShouldAllowRequest.SerializeToString,
-            response_deserializer=proto.ShouldAllowResponse.FromString,
-        )
-        self._many = self.channel.unary_unary(
-            proto.SHOULD_ALLOW_BATCH_METHOD,
-            request_serializer=proto.ShouldAllowBatchRequest.SerializeToString,
-            response_deserializer=proto.ShouldAllowBatchResponse.FromString,
-        )
+        self.stub = proto.RateLimiterStub(self.channel)
 
     async def should_allow(
         self,
@@ -34,13 +25,13 @@ class LimiterClient:
         timeout: float = 5.0,
     ) -> proto.ShouldAllowResponse:
         request = proto.ShouldAllowRequest(key=key, policy=policy, cost=cost, dry_run=dry_run)
-        response: proto.ShouldAllowResponse = await self._one(request, timeout=timeout)
+        response: proto.ShouldAllowResponse = await self.stub.ShouldAllow(request, timeout=timeout)
         return response
 
     async def batch(
         self, requests: Sequence[proto.ShouldAllowRequest], timeout: float = 5.0
     ) -> list[proto.ShouldAllowResponse]:
-        reply: proto.ShouldAllowBatchResponse = await self._many(
+        reply: proto.ShouldAllowBatchResponse = await self.stub.ShouldAllowBatch(
             proto.ShouldAllowBatchRequest(requests=requests), timeout=timeout
         )
         return list(reply.responses)

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from devstack import ProcessGroup, StandaloneRedis, free_port
 from devstack.limiter import start_limiter
-from limiter_service import proto
+from ratelimit_client import proto
 from tests.integration.client import LimiterClient
 
 pytestmark = pytest.mark.integration
@@ -45,6 +47,25 @@ async def client(
     await limiter.close()
 
 
+def rich_details(error: grpc.aio.AioRpcError) -> tuple[list[str], list[tuple[str, str]]]:
+    """The ``google.rpc`` details the server attached: BadRequest field names and
+    (ErrorInfo reason, domain) pairs, decoded with grpcio-status, not our client."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "no grpc-status-details-bin trailer"
+    fields: list[str] = []
+    infos: list[tuple[str, str]] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields += [violation.field for violation in bad.field_violations]
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            infos.append((info.reason, info.domain))
+    return fields, infos
+
+
 BIG = "k" * 513
 CASES = [
     (
@@ -52,29 +73,35 @@ CASES = [
         [proto.ShouldAllowRequest(key="")],
         grpc.StatusCode.INVALID_ARGUMENT,
         "key must not be empty",
+        "key",
     ),
     (
         "key too long",
         [proto.ShouldAllowRequest(key=BIG)],
         grpc.StatusCode.INVALID_ARGUMENT,
         "513 bytes; the maximum is 512",
+        "key",
     ),
     (
         "unknown policy",
         [proto.ShouldAllowRequest(key="k", policy="gold")],
         grpc.StatusCode.NOT_FOUND,
         "unknown policy 'gold'; known policies: default, tight",
+        "UNKNOWN_POLICY",
     ),
     (
         "cost over capacity",
         [proto.ShouldAllowRequest(key="k", policy="tight", cost=4)],
         grpc.StatusCode.INVALID_ARGUMENT,
         "capacity 3",
+        "cost",
     ),
 ]
 
 
-@pytest.mark.parametrize(("name", "requests", "code", "message"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "requests", "code", "message", "detail"), CASES, ids=[c[0] for c in CASES]
+)
 async def test_single_and_batch_bad_input(
     client: LimiterClient,
     redis_server: StandaloneRedis,
@@ -82,7 +109,10 @@ async def test_single_and_batch_bad_input(
     requests: list[proto.ShouldAllowRequest],
     code: grpc.StatusCode,
     message: str,
+    detail: str,
 ) -> None:
+    """``detail`` is the BadRequest field (the batch's is ``requests[1].<field>``), or the
+    ErrorInfo reason when it is upper case."""
     before = data_commands(redis_server)
     with pytest.raises(grpc.aio.AioRpcError) as single:
         r = requests[0]
@@ -90,11 +120,21 @@ async def test_single_and_batch_bad_input(
     assert single.value.code() == code
     assert message in (single.value.details() or "")
     assert "Traceback" not in (single.value.details() or "")
+    fields, infos = rich_details(single.value)
+    if detail.isupper():
+        assert (fields, infos) == ([], [(detail, "ratelimit.v1")])
+    else:
+        assert (fields, infos) == ([detail], [])
     good = proto.ShouldAllowRequest(key=f"good:{uuid.uuid4()}")
     with pytest.raises(grpc.aio.AioRpcError) as batch:
         await client.batch([good, *requests])
     assert batch.value.code() == code
     assert message in (batch.value.details() or "")
+    fields, infos = rich_details(batch.value)
+    if detail.isupper():
+        assert (fields, infos) == ([], [(detail, "ratelimit.v1")])
+    else:
+        assert (fields, infos) == ([f"requests[1].{detail}"], [])
     assert data_commands(redis_server) == before, "Redis saw a command for a refused request"
     # The good item of the refused batch consumed nothing.
     fresh = await client.should_allow(good.key)
@@ -108,6 +148,7 @@ async def test_batch_over_1000_items(client: LimiterClient, redis_server: Standa
         await client.batch(items)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "1001 requests; the maximum is 1000" in (caught.value.details() or "")
+    assert rich_details(caught.value) == (["requests"], [])
     assert data_commands(redis_server) == before
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from devstack import ProcessGroup, RedisTopology, StandaloneRedis, free_port
 from devstack.limiter import start_limiter
-from limiter_service import proto
+from ratelimit_client import proto
 from tests.integration.client import LimiterClient
 
 pytestmark = pytest.mark.integration

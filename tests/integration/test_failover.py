@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack import ProcessGroup, RedisTopology, free_port
 from devstack.limiter import LimiterNode, start_limiter
-from limiter_service import proto
+from ratelimit_client import proto
 from tests.integration.client import LimiterClient
 
 pytestmark = pytest.mark.integration

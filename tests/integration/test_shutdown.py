@@ -10,7 +10,7 @@ import pytest
 
 from devstack import ProcessGroup, free_port, start_redis, wait_until
 from devstack.limiter import start_limiter
-from limiter_service import proto
+from ratelimit_client import proto
 from tests.integration.client import LimiterClient
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2
 
 from devstack import ProcessGroup, free_port
 from devstack.limiter import start_limiter
-from limiter_service import proto
+from ratelimit_client import proto
 from tests.integration.client import LimiterClient
 
 pytestmark = pytest.mark.integration
