@@ -20,6 +20,7 @@ Oversized messages (> 64 KiB) are refused by gRPC itself with RESOURCE_EXHAUSTED
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
@@ -28,19 +29,20 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from ratelimit_client import proto
-from ratelimit_client.errors import ERROR_DOMAIN
 
 from limiter_service.decision import US_PER_SECOND, Decision
 from limiter_service.errors import InvalidRequest, LimiterError, UnknownPolicy
 from limiter_service.limiter import Limiter
+from ratelimit_client import proto
+from ratelimit_client.errors import ERROR_DOMAIN
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
 
+S = TypeVar("S")
 In = TypeVar("In")
 Out = TypeVar("Out")
-Handler = Callable[[In, grpc.aio.ServicerContext], Awaitable[Out]]
+Handler = Callable[[S, In, grpc.aio.ServicerContext], Awaitable[Out]]
 
 
 def _packed(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo) -> any_pb2.Any:
@@ -60,11 +62,10 @@ def status_for(error: Exception, batch: bool) -> grpc.Status:
         field = error.field
         if batch and error.index is not None:
             field = f"requests[{error.index}].{field}"
-        violation = error_details_pb2.BadRequest.FieldViolation(
-            field=field, description=str(error)
-        )
-        code, detail = code_pb2.INVALID_ARGUMENT, error_details_pb2.BadRequest(
-            field_violations=[violation]
+        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=str(error))
+        code, detail = (
+            code_pb2.INVALID_ARGUMENT,
+            error_details_pb2.BadRequest(field_violations=[violation]),
         )
     elif isinstance(error, UnknownPolicy):
         code, detail = code_pb2.NOT_FOUND, _info("UNKNOWN_POLICY", policy=error.policy)
@@ -78,19 +79,24 @@ def status_for(error: Exception, batch: bool) -> grpc.Status:
     )
 
 
-def _mapped(handler: Handler[In, Out], batch: bool) -> Handler[In, Out]:
-    async def wrapper(request: In, context: grpc.aio.ServicerContext) -> Out:
-        try:
-            return await handler(request, context)
-        except Exception as exc:
-            status = status_for(exc, batch)
-            if status.code is grpc.StatusCode.INTERNAL:
-                log.exception("unexpected error in %s", handler.__name__)
-            await context.abort(status.code, status.details, status.trailing_metadata)
-            raise  # unreachable: abort raises
+def _mapped(batch: bool) -> Callable[[Handler[S, In, Out]], Handler[S, In, Out]]:
+    """A handler that answers its errors with ``status_for``'s status."""
 
-    wrapper.__name__ = handler.__name__
-    return wrapper
+    def decorate(handler: Handler[S, In, Out]) -> Handler[S, In, Out]:
+        @functools.wraps(handler)
+        async def wrapper(self: S, request: In, context: grpc.aio.ServicerContext) -> Out:
+            try:
+                return await handler(self, request, context)
+            except Exception as exc:
+                status = status_for(exc, batch)
+                if status.code is grpc.StatusCode.INTERNAL:
+                    log.exception("unexpected error in %s", handler.__name__)
+                await context.abort(status.code, status.details, status.trailing_metadata)
+                raise  # unreachable: abort raises
+
+        return wrapper
+
+    return decorate
 
 
 def _fill(message: proto.ShouldAllowResponse, decision: Decision) -> None:
@@ -110,18 +116,15 @@ def _fill(message: proto.ShouldAllowResponse, decision: Decision) -> None:
         field.nanos = rest * 1000
 
 
-class RateLimiterService(proto.RateLimiterServicer):  # type: ignore[misc]
+class RateLimiterService(proto.RateLimiterServicer):
     """Handlers for ``ratelimit.v1.RateLimiter``; ``add_to`` registers them (as the
     generated code does: registered methods, matched by path in gRPC core)."""
 
     def __init__(self, limiter: Limiter) -> None:
         self._limiter = limiter
-        # Instance attributes shadow the methods, so the generated registration finds
-        # the error-mapping wrappers.
-        self.ShouldAllow = _mapped(self._should_allow, batch=False)
-        self.ShouldAllowBatch = _mapped(self._should_allow_batch, batch=True)
 
-    async def _should_allow(
+    @_mapped(batch=False)
+    async def ShouldAllow(
         self, request: proto.ShouldAllowRequest, context: grpc.aio.ServicerContext
     ) -> proto.ShouldAllowResponse:
         decisions = await self._limiter.decide((request,), context.time_remaining())
@@ -129,7 +132,8 @@ class RateLimiterService(proto.RateLimiterServicer):  # type: ignore[misc]
         _fill(response, decisions[0])
         return response
 
-    async def _should_allow_batch(
+    @_mapped(batch=True)
+    async def ShouldAllowBatch(
         self, request: proto.ShouldAllowBatchRequest, context: grpc.aio.ServicerContext
     ) -> proto.ShouldAllowBatchResponse:
         decisions = await self._limiter.decide(request.requests, context.time_remaining())

@@ -11,10 +11,10 @@ import asyncio
 import logging
 
 from grpc_health.v1 import health, health_pb2
-from ratelimit_client import proto
 
 from limiter_service.backends.base import Backend
 from limiter_service.errors import BackendUnavailable
+from ratelimit_client import proto
 
 log = logging.getLogger(__name__)
 SERVICES = ("", proto.SERVICE_NAME)

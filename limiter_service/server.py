@@ -15,7 +15,6 @@ import sys
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
-from ratelimit_client import proto
 
 from limiter_service.backends.base import Backend
 from limiter_service.backends.connection import StaticConnector
@@ -30,6 +29,7 @@ from limiter_service.limiter import Limiter
 from limiter_service.policies import PolicySet, default_policies, load_policies
 from limiter_service.reflection import enable_reflection
 from limiter_service.settings import BackendKind, Settings, load_settings
+from ratelimit_client import proto
 
 log = logging.getLogger("limiter_service")
 

@@ -35,7 +35,7 @@ class Answers:
     def reply(self, reply: proto.ShouldAllowResponse, policy: str) -> Decision:
         """The decision the limiter sent (``policy`` names it if the reply does not)."""
         reason = reply.reason
-        if reason == _FAIL_OPEN or reason == _FAIL_CLOSED:
+        if reason in (_FAIL_OPEN, _FAIL_CLOSED):
             self.outages.failed(f"the limiter answered {Reason(reason).name}: its backend is down")
             if reason == _FAIL_OPEN:
                 return Decision(True, Reason.FAIL_OPEN, reply.policy or policy)

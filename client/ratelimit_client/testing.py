@@ -120,7 +120,14 @@ class FakeLimiter:
             used = min(used + cost, window.limit) if fits else used
             self._used[(name, key)] = (index, used)
             return Decision(
-                True, Reason.WITHIN_LIMIT, name, window.limit, window.limit - used, reset_s, 0, window_s
+                True,
+                Reason.WITHIN_LIMIT,
+                name,
+                window.limit,
+                window.limit - used,
+                reset_s,
+                0,
+                window_s,
             )
         self._used[(name, key)] = (index, used)
         return Decision(

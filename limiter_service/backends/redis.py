@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError, TryAgainError
@@ -54,7 +54,7 @@ class RedisBackend:
         await self._with_retries(
             deadline, len(hits), lambda client: self._run(client, hits, pending, verdicts)
         )
-        return [v for v in verdicts if v is not None]
+        return complete(verdicts)
 
     async def ping(self, deadline: float) -> None:
         """Re-check the master's address, then PING it once (no retries)."""
@@ -165,7 +165,23 @@ def _arguments(hits: Sequence[Hit], indexes: list[int]) -> list[Any]:
     return [len(keys), *keys, *argv]
 
 
+def complete(verdicts: list[Verdict | None]) -> list[Verdict]:
+    """``verdicts`` when every hit has one; raises ``BackendUnavailable`` otherwise (a
+    shorter list would shift every later answer onto the wrong request)."""
+    missing = sum(1 for verdict in verdicts if verdict is None)
+    if missing:
+        raise BackendUnavailable(
+            f"redis answered {len(verdicts) - missing} of {len(verdicts)} hits"
+        )
+    return cast("list[Verdict]", verdicts)
+
+
 def _store(reply: list[int], indexes: list[int], verdicts: list[Verdict | None]) -> None:
+    if not isinstance(reply, list) or len(reply) != len(indexes) * RESULT_WIDTH:
+        size = len(reply) if isinstance(reply, list) else type(reply).__name__
+        raise BackendUnavailable(
+            f"script replied {size} values for {len(indexes)} hits of {RESULT_WIDTH} each"
+        )
     for position, index in enumerate(indexes):
         base = position * RESULT_WIDTH
         allowed, remaining, reset_after, retry_after = reply[base : base + RESULT_WIDTH]

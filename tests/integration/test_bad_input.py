@@ -50,7 +50,7 @@ async def client(
 def rich_details(error: grpc.aio.AioRpcError) -> tuple[list[str], list[tuple[str, str]]]:
     """The ``google.rpc`` details the server attached: BadRequest field names and
     (ErrorInfo reason, domain) pairs, decoded with grpcio-status, not our client."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, "no grpc-status-details-bin trailer"
     fields: list[str] = []
     infos: list[tuple[str, str]] = []

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 import pytest
 
 from limiter_service.backends.memory import MemoryBackend
-from limiter_service.decision import Hit, Reason, Verdict
+from limiter_service.decision import FailureMode, Hit, Reason, Verdict
 from limiter_service.errors import BackendUnavailable, InvalidRequest, UnknownPolicy
 from limiter_service.limiter import MAX_BATCH, Limiter, Request
 from limiter_service.policies import default_policies
-from limiter_service.decision import FailureMode
 from tests.unit.conftest import FakeClock
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from limiter_service.errors import ConfigError
 from limiter_service.decision import FailureMode
+from limiter_service.errors import ConfigError
 from limiter_service.settings import BackendKind, load_settings
 
 ENV_NAMES = (

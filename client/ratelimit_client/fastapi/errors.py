@@ -36,6 +36,7 @@ __all__ = [
     "rate_limit_error_handler",
 ]
 
+
 class RateLimitError(HTTPException):
     """An answer given instead of the endpoint's."""
 

@@ -50,7 +50,8 @@ _OVERRIDE = "rate_limiter_override"
 class AsyncLimiter(Protocol):
     """What the dependency needs of a client: ``LimiterClient`` and ``FakeLimiter`` fit."""
 
-    outages: OutageLog
+    @property
+    def outages(self) -> OutageLog: ...
 
     async def decide(self, key: str, policy: str = "", cost: int = 1) -> Decision: ...
 
