@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench proto stack system-deps venv format clean
+.PHONY: run test lint bench proto stack system-deps venv format clean wheels
 
 $(STAMP): pyproject.toml client/pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: $(STAMP) system-deps
 ## The full topology as local processes: Redis + sentinels, limiters, APIs, Nginx.
 stack: $(STAMP) system-deps
 	$(PY) -m devstack
+
+## Build the two distributions into dist/: ratelimit-client and the server.
+wheels: $(STAMP)
+	$(PY) -m build --wheel --no-isolation --outdir dist client
+	$(PY) -m build --wheel --no-isolation --outdir dist .
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
