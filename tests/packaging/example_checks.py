@@ -4,8 +4,8 @@ the testing fake, no limiter running, no lifespan needed."""
 import asyncio
 
 import httpx
+from example_app import app  # type: ignore[import-not-found]  # beside it in the user's venv
 
-from example_app import app
 from ratelimit_client.fastapi import use_fake_limiter
 from ratelimit_client.testing import FakeLimiter
 
