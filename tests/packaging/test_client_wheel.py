@@ -38,12 +38,19 @@ def top_levels(wheel: Path) -> set[str]:
     return {name.split("/")[0] for name in names(wheel) if ".dist-info/" not in name}
 
 
-def test_server_wheel_ships_only_the_service(tmp_path: Path) -> None:
+def build_wheel(project: str, out_dir: Path) -> Path:
+    """Build the wheel of ``project`` (a folder of the repo) into ``out_dir``; return it."""
     run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", tmp_path, "."],
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out_dir, project],
         REPO,
     )
-    (wheel,) = tmp_path.glob("ratelimit_decision_service-*.whl")
+    (wheel,) = out_dir.glob("*.whl")
+    return wheel
+
+
+def test_server_wheel_ships_only_the_service(tmp_path: Path) -> None:
+    wheel = build_wheel(".", tmp_path)
+    assert wheel.name.startswith("ratelimit_decision_service-")
     assert top_levels(wheel) == {"limiter_service"}
     assert "limiter_service/backends/lua/token_bucket.lua" in names(wheel)
     with zipfile.ZipFile(wheel) as archive:
@@ -54,12 +61,8 @@ def test_server_wheel_ships_only_the_service(tmp_path: Path) -> None:
 
 
 def test_client_wheel_in_a_fresh_venv(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
-    run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", dist, "client"],
-        REPO,
-    )
-    (wheel,) = dist.glob("ratelimit_client-*.whl")
+    wheel = build_wheel("client", tmp_path / "dist")
+    assert wheel.name.startswith("ratelimit_client-")
     assert top_levels(wheel) == {"ratelimit_client"}
     assert "ratelimit_client/proto/_gen/ratelimit/v1/ratelimit_pb2_grpc.py" in names(wheel)
     assert "ratelimit_client/py.typed" in names(wheel)
