@@ -6,14 +6,14 @@ Import from here; the submodules are the implementation.
 
 from pathlib import Path
 
-from devstack.api import ApiNode
+from devstack.api import REPO_ROOT, ApiNode, start_api, wait_api
 from devstack.errors import (
     DeadlineExceededError,
     DevstackError,
     ProcessDiedError,
     UnknownNodeError,
 )
-from devstack.limiter import LimiterNode
+from devstack.limiter import LimiterNode, start_limiter, wait_limiter
 from devstack.nginx import NginxNode
 from devstack.ports import free_port, free_ports
 from devstack.processes import ManagedProcess, ProcessGroup, wait_for_tcp
@@ -28,6 +28,7 @@ WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
 """wrk script counting statuses and 200s without RateLimit headers (prints WRK_RESULT json)."""
 
 __all__ = [
+    "REPO_ROOT",
     "WRK_SCRIPT",
     "Address",
     "ApiNode",
@@ -46,7 +47,11 @@ __all__ = [
     "UnknownNodeError",
     "free_port",
     "free_ports",
+    "start_api",
+    "start_limiter",
     "start_redis",
+    "wait_api",
     "wait_for_tcp",
+    "wait_limiter",
     "wait_until",
 ]

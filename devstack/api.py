@@ -1,4 +1,5 @@
-"""Starting the demo API (``python -m api``) as a real process."""
+"""Starting an API replica (the demo, ``python -m api``, or any ASGI app under uvicorn) as a
+real process."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import http.client
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from devstack.processes import ManagedProcess, ProcessGroup
 from devstack.waiting import wait_until
 
-__all__ = ["ApiNode", "start_api", "wait_api"]
+__all__ = ["REPO_ROOT", "ApiNode", "start_api", "wait_api"]
+
+#: Where the API replicas run: ``api`` (and test apps) import from here, not from the
+#: caller's working directory.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,14 @@ class ApiNode:
         finally:
             connection.close()
 
+    def log(self) -> str:
+        """Everything the replica wrote to stdout and stderr so far ("" before the first
+        line), undecodable bytes replaced."""
+        try:
+            return self.process.log_path.read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
 
 def start_api(
     group: ProcessGroup,
@@ -48,14 +62,38 @@ def start_api(
     env: Mapping[str, str],
     *,
     host: str = "127.0.0.1",
+    app: str | None = None,
 ) -> ApiNode:
-    """Start ``python -m api`` as replica ``name`` on ``host:port`` with ``env`` laid over
-    ours; does not wait (see ``wait_api``). ``API_INSTANCE``, ``API_HOST`` and ``API_PORT``
-    are set from the arguments unless ``env`` sets them."""
+    """Start API replica ``name`` on ``host:port`` with ``env`` laid over ours; does not wait
+    (see ``wait_api``).
+
+    Without ``app`` it is the demo through its entry point, ``python -m api``; with ``app``
+    (``module:attribute``, e.g. ``tests.api.example_app:app``) that ASGI app under
+    ``python -m uvicorn``, with uvicorn's proxy-header rewriting and access log off, as the
+    demo documents. Either way it runs in ``REPO_ROOT``, whatever our working directory.
+    ``API_INSTANCE``, ``API_HOST`` and ``API_PORT`` are set from the arguments unless
+    ``env`` sets them (an ``app`` listens where the arguments say regardless).
+    """
+    if app is None:
+        argv = [sys.executable, "-m", "api"]
+    else:
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--no-proxy-headers",
+            "--no-access-log",
+        ]
     process = group.start(
         name,
-        [sys.executable, "-m", "api"],
+        argv,
         env={"API_INSTANCE": name, "API_HOST": host, "API_PORT": str(port), **env},
+        cwd=REPO_ROOT,
     )
     return ApiNode(process, host, port)
 

@@ -1,1 +1,3 @@
-"""Tests of the ``api`` package: unit tests and real-process integration tests."""
+"""Tests of the client library (``ratelimit_client``: asyncio and sync clients, FastAPI
+integration, testing fake) and of the demo API built on it: unit tests and real-process
+integration tests."""

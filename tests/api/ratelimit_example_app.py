@@ -1,7 +1,7 @@
-"""Another FastAPI app using the dependency the way the README shows: per IP, per API key,
-per user (the user id stands in for a real authentication dependency), per IP under the
-limiter's other policies, and a deliberately misconfigured policy. Served by uvicorn in the
-integration tests."""
+"""Another FastAPI app using ``ratelimit_client.fastapi`` the way the README shows: per IP,
+per API key, per user (the user id stands in for a real authentication dependency), per IP
+under the limiter's other policies, and a deliberately misconfigured policy. Served by
+uvicorn in the integration tests."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header
 
-from api import (
-    Decision,
+from ratelimit_client import Decision
+from ratelimit_client.fastapi import (
     RateLimit,
     api_key_header,
     client_ip,

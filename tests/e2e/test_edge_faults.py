@@ -5,7 +5,9 @@ Load is wrk through Nginx on ``/limited_endpoint`` with a limit too high to reac
 runs on each request; a 200 without a ``RateLimit`` header is one the failure mode
 answered instead of the limiter. A probe sends one request at a time beside the load and
 records when answers became counted again. One stack for the module; the tests run in file
-order and each leaves the stack whole, except the last (the Redis master stays dead).
+order and each leaves the stack whole, except the last (the Redis master stays dead): what a
+test stops or kills it starts again in a ``finally``, so one failure does not cascade into
+the tests after it.
 """
 
 from __future__ import annotations
@@ -73,6 +75,17 @@ def _assert_no_failures(result: LoadResult) -> None:
     assert result.socket_errors == 0, result.summary()
 
 
+def _restart_what_is_down(stack: Stack) -> None:
+    """Start again every limiter and API replica that is not running (with the environment
+    it last had), limiters first so the APIs find them."""
+    for name in LIMITER_SERVICES:
+        if not stack.limiters[name].process.is_running():
+            stack.restart_limiter(name)
+    for name in API_SERVICES:
+        if not stack.apis[name].process.is_running():
+            stack.restart_api(name)
+
+
 def _when_counted(stack: Stack, timeout: float) -> None:
     def counted() -> bool | None:
         with client("127.0.0.1") as http:
@@ -115,19 +128,23 @@ def test_killing_an_api_replica_under_load_fails_no_request(
     nginx_log = stack.nginx.process.log_path
     log_start = nginx_log.stat().st_size
     wrk = Wrk(load_group, _limited(stack), connections=50, duration_s=4)
-    _wait_for_progress(wrk, 1.5)
-    stack.kill_api("api-1")
-    result = wrk.result()
-    cut_mid_response = _read_from(nginx_log, log_start).count(_CUT_MID_RESPONSE)
-    print(f"\nSIGKILL api-1 under load: {result.summary()}; cut mid-response: {cut_mid_response}")
-    assert result.requests > 0
-    assert set(result.statuses) == {200}, result.summary()
-    assert result.connect_errors == result.write_errors == result.timeouts == 0
-    assert result.read_errors <= cut_mid_response, result.summary()
-    with client() as http:
-        served = {http.get(f"{stack.nginx_url}/").headers["X-Served-By"] for _ in range(6)}
-    assert served == {"api-2"}
-    stack.restart_api("api-1")
+    try:
+        _wait_for_progress(wrk, 1.5)
+        stack.kill_api("api-1")
+        result = wrk.result()
+        cut_mid_response = _read_from(nginx_log, log_start).count(_CUT_MID_RESPONSE)
+        print(
+            f"\nSIGKILL api-1 under load: {result.summary()}; cut mid-response: {cut_mid_response}"
+        )
+        assert result.requests > 0
+        assert set(result.statuses) == {200}, result.summary()
+        assert result.connect_errors == result.write_errors == result.timeouts == 0
+        assert result.read_errors <= cut_mid_response, result.summary()
+        with client() as http:
+            served = {http.get(f"{stack.nginx_url}/").headers["X-Served-By"] for _ in range(6)}
+        assert served == {"api-2"}
+    finally:
+        _restart_what_is_down(stack)
 
 
 def test_restarting_an_api_replica_under_load_fails_no_request(
@@ -136,8 +153,11 @@ def test_restarting_an_api_replica_under_load_fails_no_request(
     """SIGTERM (a rolling restart): the replica finishes what it started, so not even the
     case above can happen."""
     wrk = Wrk(load_group, _limited(stack), connections=50, duration_s=5)
-    _wait_for_progress(wrk, 1.0)
-    stack.restart_api("api-2")
+    try:
+        _wait_for_progress(wrk, 1.0)
+        stack.restart_api("api-2")
+    finally:
+        _restart_what_is_down(stack)  # a restart that failed half-way
     result = wrk.result()
     print(f"\nrolling restart of api-2 under load: {result.summary()}")
     _assert_no_failures(result)
@@ -147,14 +167,16 @@ def test_killing_one_limiter_under_load_fails_no_request(
     stack: Stack, load_group: ProcessGroup
 ) -> None:
     wrk = Wrk(load_group, _limited(stack), connections=50, duration_s=4)
-    _wait_for_progress(wrk, 1.5)
-    stack.kill_limiter("limiter-1")
-    result = wrk.result()
+    try:
+        _wait_for_progress(wrk, 1.5)
+        stack.kill_limiter("limiter-1")
+        result = wrk.result()
+    finally:
+        _restart_what_is_down(stack)
     print(f"\nSIGKILL limiter-1 under load: {result.summary()}")
     _assert_no_failures(result)
     # The other limiter took every call: nothing was answered by the failure mode.
     assert result.uncounted == 0, result.summary()
-    stack.restart_limiter("limiter-1")
 
 
 def _kill_limiters_and_observe(stack: Stack, expected_status: int) -> list[httpx.Response]:
@@ -175,11 +197,12 @@ def _kill_limiters_and_observe(stack: Stack, expected_status: int) -> list[httpx
 
 def test_both_limiters_down_fails_open_then_limiting_resumes(stack: Stack) -> None:
     api_pids = {name: stack.apis[name].process.pid for name in API_SERVICES}
-    for response in _kill_limiters_and_observe(stack, 200):
-        assert "RateLimit" not in response.headers
-        assert "RateLimit-Policy" not in response.headers
-    for name in LIMITER_SERVICES:
-        stack.restart_limiter(name)
+    try:
+        for response in _kill_limiters_and_observe(stack, 200):
+            assert "RateLimit" not in response.headers
+            assert "RateLimit-Policy" not in response.headers
+    finally:
+        _restart_what_is_down(stack)
     _when_counted(stack, timeout=10.0)
     assert {name: stack.apis[name].process.pid for name in API_SERVICES} == api_pids
 
@@ -188,18 +211,18 @@ def test_both_limiters_down_fails_closed_through_nginx(stack: Stack) -> None:
     """The closed mode, with the APIs restarted in it. The 503s are the API's own answer,
     passed through: Nginx neither retries them nor takes the replicas out (which would
     turn them into 502s)."""
-    for name in API_SERVICES:
-        stack.restart_api(name, {"LIMITER_FAILURE_MODE": "closed"})
     try:
+        for name in API_SERVICES:
+            stack.restart_api(name, {"LIMITER_FAILURE_MODE": "closed"})
         answers = _kill_limiters_and_observe(stack, 503)
         for response in answers:
             assert response.headers["Retry-After"] == "1"
             assert response.json()["detail"] == "rate limiter unavailable"
         assert {response.json()["served_by"] for response in answers} == set(API_SERVICES)
-        for name in LIMITER_SERVICES:
-            stack.restart_limiter(name)
+        _restart_what_is_down(stack)
         _when_counted(stack, timeout=10.0)
     finally:
+        _restart_what_is_down(stack)  # the limiters, if an assertion above came first
         for name in API_SERVICES:
             stack.restart_api(name, {"LIMITER_FAILURE_MODE": "open"})
 

@@ -1,7 +1,7 @@
 """``LimiterClient`` against a real limiter process: concurrent decisions share batches,
 keep their order, carry the policy's window, and one bad request in a batch spoils nothing
-for the others. Windows the shared limiter does not have (and a limiter too old to report
-one) come from an in-process stand-in."""
+for the others. Windows the shared limiter does not have come from an in-process stand-in
+(``stand_in``)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,32 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from api.decision import Decision, Reason
-from api.errors import InvalidRateLimitKey, RateLimitMisconfigured
-from api.headers import RATELIMIT_POLICY, HeaderCache
-from api.limiter_client import LimiterClient
-from api.settings import LimiterSettings
 from devstack import free_port
-from limiter_service import proto
+from ratelimit_client import (
+    Decision,
+    FailureMode,
+    InvalidKey,
+    LimiterClient,
+    LimiterSettings,
+    Misconfigured,
+    Reason,
+    proto,
+)
+from ratelimit_client.fastapi.headers import RATELIMIT_POLICY, HeaderCache
 from tests.api.api_stack import LIMIT, RELAXED_TIMEOUT_MS, WINDOW_S, SharedStack
+from tests.api.stand_in import serve
 
 pytestmark = pytest.mark.integration
 
 
 def _client(
-    address: str, timeout_ms: int = RELAXED_TIMEOUT_MS, mode: str = "open"
+    address: str, timeout_ms: int = RELAXED_TIMEOUT_MS, mode: FailureMode = FailureMode.OPEN
 ) -> LimiterClient:
     return LimiterClient(
-        LimiterSettings(
-            LIMITER_ADDR=address, LIMITER_TIMEOUT_MS=timeout_ms, LIMITER_FAILURE_MODE=mode
-        )
+        LimiterSettings(limiter_addr=address, timeout_ms=timeout_ms, failure_mode=mode)
     )
 
 
@@ -65,13 +68,19 @@ async def test_one_bad_request_does_not_spoil_its_batch(shared_stack: SharedStac
         await client.close()
     first, oversized, unknown, last = outcomes
     assert isinstance(first, Decision) and first.remaining == LIMIT - 1
-    assert isinstance(oversized, InvalidRateLimitKey)
-    assert isinstance(unknown, RateLimitMisconfigured)
+    assert isinstance(oversized, InvalidKey)
+    assert oversized.reason == "key is 1000 bytes; the maximum is 512"
+    assert isinstance(unknown, Misconfigured)
+    assert unknown.detail == "rate-limit policy 'no-such-policy' does not exist"
     assert isinstance(last, Decision) and last.remaining == LIMIT - 1
 
 
-@pytest.mark.parametrize(("mode", "allowed"), [("open", True), ("closed", False)])
-async def test_unreachable_limiter_answers_with_the_failure_mode(mode: str, allowed: bool) -> None:
+@pytest.mark.parametrize(
+    ("mode", "allowed"), [(FailureMode.OPEN, True), (FailureMode.CLOSED, False)]
+)
+async def test_unreachable_limiter_answers_with_the_failure_mode(
+    mode: FailureMode, allowed: bool
+) -> None:
     client = _client(f"127.0.0.1:{free_port()}", timeout_ms=50, mode=mode)
     try:
         started = time.perf_counter()
@@ -85,10 +94,8 @@ async def test_unreachable_limiter_answers_with_the_failure_mode(mode: str, allo
     assert client.outages.total == 5
 
 
-# What the stand-in reports as the window, by request key; "absent" sends none, as a limiter
-# older than ShouldAllowResponse.window does.
+# What the stand-in reports as the window, by request key.
 REPORTED_WINDOWS = {
-    "absent": None,
     "zero": Duration(),
     "90s": Duration(seconds=90),
     "1h": Duration(seconds=3600),
@@ -99,66 +106,27 @@ REPORTED_WINDOWS = {
 
 def _reported(request: proto.ShouldAllowRequest) -> proto.ShouldAllowResponse:
     allowed = request.policy != "over"
-    reply = proto.ShouldAllowResponse(
+    return proto.ShouldAllowResponse(
         allowed=allowed,
         limit=10,
         remaining=9 if allowed else 0,
         retry_after=Duration() if allowed else Duration(seconds=3),
         policy=request.policy,
         reason=proto.Reason.REASON_WITHIN_LIMIT if allowed else proto.Reason.REASON_OVER_LIMIT,
+        window=REPORTED_WINDOWS[request.key],
     )
-    window = REPORTED_WINDOWS[request.key]
-    if window is not None:
-        reply.window.CopyFrom(window)
-    return reply
 
 
 @pytest.fixture
 async def stand_in() -> AsyncIterator[str]:
     """The address of an in-process ``ratelimit.v1`` server answering with ``_reported``."""
-
-    async def should_allow(
-        request: proto.ShouldAllowRequest, context: grpc.aio.ServicerContext
-    ) -> proto.ShouldAllowResponse:
-        return _reported(request)
-
-    async def should_allow_batch(
-        request: proto.ShouldAllowBatchRequest, context: grpc.aio.ServicerContext
-    ) -> proto.ShouldAllowBatchResponse:
-        return proto.ShouldAllowBatchResponse(responses=[_reported(r) for r in request.requests])
-
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                proto.SERVICE_NAME,
-                {
-                    "ShouldAllow": grpc.unary_unary_rpc_method_handler(
-                        should_allow,
-                        request_deserializer=proto.ShouldAllowRequest.FromString,
-                        response_serializer=proto.ShouldAllowResponse.SerializeToString,
-                    ),
-                    "ShouldAllowBatch": grpc.unary_unary_rpc_method_handler(
-                        should_allow_batch,
-                        request_deserializer=proto.ShouldAllowBatchRequest.FromString,
-                        response_serializer=proto.ShouldAllowBatchResponse.SerializeToString,
-                    ),
-                },
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(None)
+    async with serve(_reported) as address:
+        yield address
 
 
 @pytest.mark.parametrize(
     ("key", "window_s", "policy_header"),
     [
-        ("absent", 0, '"under";q=10'),
         ("zero", 0, '"under";q=10'),
         ("90s", 90, '"under";q=10;w=90'),
         ("1h", 3600, '"under";q=10;w=3600'),
@@ -166,7 +134,7 @@ async def stand_in() -> AsyncIterator[str]:
         ("250ms", 1, '"under";q=10;w=1'),
     ],
 )
-async def test_window_is_whole_seconds_rounded_up_and_left_out_when_not_reported(
+async def test_window_is_whole_seconds_rounded_up_and_left_out_when_zero(
     stand_in: str, key: str, window_s: int, policy_header: str
 ) -> None:
     client = _client(stand_in)

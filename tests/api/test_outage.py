@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from api.outage import ErrorLog, OutageLog
+from ratelimit_client.outage import ErrorLog, OutageLog
 
 
 class Clock:
@@ -24,7 +24,7 @@ def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_one_line_per_outage_plus_summaries_and_recovery(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="api.limiter")
+    caplog.set_level(logging.INFO, logger="ratelimit_client")
     clock = Clock()
     outages = OutageLog("open", summary_every_s=10, quiet_s=1, clock=clock)
     for _ in range(1000):
@@ -49,7 +49,7 @@ def test_one_line_per_outage_plus_summaries_and_recovery(
 
 
 def test_a_flapping_limiter_is_one_outage(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="api.limiter")
+    caplog.set_level(logging.INFO, logger="ratelimit_client")
     clock = Clock()
     outages = OutageLog("closed", summary_every_s=10, quiet_s=1, clock=clock)
     for _ in range(50):  # fails, answers, fails... every 100 ms for 5 s

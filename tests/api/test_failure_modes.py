@@ -12,16 +12,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from devstack import ProcessGroup, free_port, wait_until
-from tests.api.api_stack import (
-    Api,
-    Limiter,
-    client,
-    start_api,
-    start_limiter,
-    wait_api,
-    wait_limiter,
-)
+from devstack import ApiNode, LimiterNode, ProcessGroup, free_port, wait_until
+from tests.api.api_stack import client, launch_api, launch_limiter, wait_apis
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +24,12 @@ UNAVAILABLE_OPEN = "rate limiter unavailable, failing open"
 
 @dataclass(frozen=True)
 class FailureStack:
-    open_dead: Api  # LIMITER_ADDR has nobody listening, failure mode open
-    closed_dead: Api  # the same, failure mode closed
-    limiter_says_closed: Api  # limiter up, its Redis down, limiter's own mode closed
-    limiter_says_open: Api  # limiter up, its Redis down, limiter's own mode open; API closed
-    hung_limiter: Limiter  # a healthy limiter the test may SIGSTOP
-    hung_api: Api  # failure mode open, in front of hung_limiter
+    open_dead: ApiNode  # LIMITER_ADDR has nobody listening, failure mode open
+    closed_dead: ApiNode  # the same, failure mode closed
+    limiter_says_closed: ApiNode  # limiter up, its Redis down, limiter's own mode closed
+    limiter_says_open: ApiNode  # limiter up, its Redis down, its mode open; API closed
+    hung_limiter: LimiterNode  # a healthy limiter the test may SIGSTOP
+    hung_api: ApiNode  # failure mode open, in front of hung_limiter
 
 
 @pytest.fixture(scope="module")
@@ -45,41 +37,45 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailureStack]:
     with ProcessGroup(tmp_path_factory.mktemp("api-failure")) as group:
         nobody = f"127.0.0.1:{free_port()}"
         redis_down = {"LIMITER_BACKEND": "redis", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
-        says_closed = start_limiter(
-            group, "limiter-redis-down-closed", {**redis_down, "LIMITER_FAILURE_MODE": "closed"}
+        # Up, but NOT_SERVING: their backend is down, so they answer with their failure mode.
+        says_closed = launch_limiter(
+            group,
+            "limiter-redis-down-closed",
+            {**redis_down, "LIMITER_FAILURE_MODE": "closed"},
+            wait_serving=False,
         )
-        says_open = start_limiter(
-            group, "limiter-redis-down-open", {**redis_down, "LIMITER_FAILURE_MODE": "open"}
+        says_open = launch_limiter(
+            group,
+            "limiter-redis-down-open",
+            {**redis_down, "LIMITER_FAILURE_MODE": "open"},
+            wait_serving=False,
         )
-        hung = start_limiter(group, "limiter-hung", {})
+        hung = launch_limiter(group, "limiter-hung", {})
         apis = FailureStack(
-            open_dead=start_api(group, "api-open-dead", {"LIMITER_ADDR": nobody}),
-            closed_dead=start_api(
+            open_dead=launch_api(group, "api-open-dead", {"LIMITER_ADDR": nobody}),
+            closed_dead=launch_api(
                 group,
                 "api-closed-dead",
                 {"LIMITER_ADDR": nobody, "LIMITER_FAILURE_MODE": "closed"},
             ),
-            limiter_says_closed=start_api(
+            limiter_says_closed=launch_api(
                 group, "api-limiter-closed", {"LIMITER_ADDR": says_closed.address}
             ),
-            limiter_says_open=start_api(
+            limiter_says_open=launch_api(
                 group,
                 "api-limiter-open",
                 {"LIMITER_ADDR": says_open.address, "LIMITER_FAILURE_MODE": "closed"},
             ),
             hung_limiter=hung,
-            hung_api=start_api(group, "api-hung", {"LIMITER_ADDR": hung.address}),
+            hung_api=launch_api(group, "api-hung", {"LIMITER_ADDR": hung.address}),
         )
-        for limiter in (says_closed, says_open, hung):
-            wait_limiter(limiter)
-        for api in (
+        wait_apis(
             apis.open_dead,
             apis.closed_dead,
             apis.limiter_says_closed,
             apis.limiter_says_open,
             apis.hung_api,
-        ):
-            wait_api(api)
+        )
         yield apis
 
 

@@ -45,8 +45,7 @@ def test_missing_api_key_is_charged_to_the_client_ip(shared_stack: SharedStack) 
 def test_each_policy_advertises_the_window_the_limiter_reports(
     shared_stack: SharedStack, path: str, policy: str, window_s: int, real_ip: str
 ) -> None:
-    # The APIs' environment holds stale TIME_WINDOW/LIMITER_POLICY_WINDOWS values (60 s):
-    # only the limiter's policies file may decide w.
+    # Only the limiter's policies file decides q and w: the API has no setting for either.
     url, headers = f"{shared_stack.example.url}{path}", {"X-Real-IP": real_ip}
     with client() as http:
         responses = [http.get(url, headers=headers) for _ in range(LIMIT + 1)]

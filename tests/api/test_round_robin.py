@@ -11,16 +11,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from devstack import ProcessGroup
-from tests.api.api_stack import (
-    RELAXED_TIMEOUT_MS,
-    Api,
-    Limiter,
-    start_api,
-    start_limiter,
-    wait_api,
-    wait_limiter,
-)
+from devstack import ApiNode, LimiterNode, ProcessGroup
+from tests.api.api_stack import RELAXED_TIMEOUT_MS, launch_api, launch_limiter, wait_apis
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +24,9 @@ RATELIMIT_RE = re.compile(r'^"default";r=(\d+);t=\d+$')
 
 @dataclass(frozen=True)
 class Replicas:
-    first: Limiter
-    second: Limiter
-    api: Api
+    first: LimiterNode
+    second: LimiterNode
+    api: ApiNode
 
 
 @pytest.fixture
@@ -42,9 +34,9 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     with ProcessGroup(tmp_path_factory.mktemp("api-round-robin")) as group:
         # Memory backends: each replica counts on its own, which shows who answered.
         policy = {"RATE_LIMIT": "100000000", "LIMITER_DECISION_TIMEOUT_MS": "2000"}
-        first = start_limiter(group, "limiter-a", policy)
-        second = start_limiter(group, "limiter-b", policy)
-        api = start_api(
+        first = launch_limiter(group, "limiter-a", policy)
+        second = launch_limiter(group, "limiter-b", policy)
+        api = launch_api(
             group,
             "api-rr",
             {
@@ -55,9 +47,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
                 "LIMITER_TIMEOUT_MS": str(RELAXED_TIMEOUT_MS),
             },
         )
-        wait_limiter(first)
-        wait_limiter(second)
-        wait_api(api)
+        wait_apis(api)
         yield Replicas(first, second, api)
 
 

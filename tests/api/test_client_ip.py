@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from api.client_ip import TrustedProxies, normalize_ip, resolve_client_ip
+from ratelimit_client.fastapi.client_ip import TrustedProxies, normalize_ip, resolve_client_ip
 
 LOOPBACK = TrustedProxies([ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1")])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.decision import Decision, Reason
-from api.headers import HeaderCache, policy_field, ratelimit_field, sf_string
+from ratelimit_client import Decision, Reason
+from ratelimit_client.fastapi.headers import HeaderCache, policy_field, sf_string
 
 
 def test_sf_string_quotes_and_escapes() -> None:
@@ -24,9 +24,12 @@ def test_policy_field_matches_the_draft_syntax() -> None:
     assert policy_field("login", 5, 0) == '"login";q=5'
 
 
-def test_ratelimit_field_matches_the_draft_syntax() -> None:
-    assert ratelimit_field("default", 9, 42) == '"default";r=9;t=42'
-    assert ratelimit_field("default", -3, -1) == '"default";r=0;t=0'
+def test_ratelimit_field_matches_the_draft_syntax_and_never_goes_negative() -> None:
+    cache = HeaderCache()
+    counted = Decision(True, Reason.WITHIN_LIMIT, "default", 10, 9, 42, 0, 60)
+    assert cache.as_dict(counted)["RateLimit"] == '"default";r=9;t=42'
+    overdrawn = counted._replace(remaining=-3, reset_s=-1)
+    assert cache.as_dict(overdrawn)["RateLimit"] == '"default";r=0;t=0'
 
 
 def test_cache_encodes_the_policy_once_and_formats_the_counters() -> None:
@@ -53,5 +56,5 @@ def test_cache_follows_the_window_each_decision_reports() -> None:
         '"default";q=10;w=3600'
     )
     assert cache.as_dict(decision)["RateLimit-Policy"] == '"default";q=10;w=60'
-    # ...and an older limiter reports no window: w is left out.
-    assert cache.as_dict(decision._replace(window_s=0))["RateLimit-Policy"] == ('"default";q=10')
+    # ...and a decision without a window (a fake may report none): w is left out.
+    assert cache.as_dict(decision._replace(window_s=0))["RateLimit-Policy"] == '"default";q=10'

@@ -1,4 +1,5 @@
-"""How pending decisions are cut into batches (no network)."""
+"""How pending decisions are cut into batches and when they are sent (no network; the
+deadline clock is injected)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import asyncio
 
 import grpc
 
-from api.coalescing import (
+from ratelimit_client import proto
+from ratelimit_client.coalescing import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ITEMS,
     CallCoalescer,
     Outcome,
-    RpcFailure,
     chunks,
 )
-from limiter_service import proto
+from ratelimit_client.errors import RpcFailure
 
 
 def _waiters(
@@ -45,25 +46,43 @@ async def test_batches_are_capped_by_size_and_a_huge_item_travels_alone() -> Non
     assert [len(b) for b in chunks(waiters)] == [2, 1, 1, 1]
 
 
+class Clock:
+    """Monotonic seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class HeldLimiter:
-    """Stands in for the channel's two callables; every call waits until released."""
+    """Stands in for the channel's two callables; every call waits until released.
+
+    ``calls`` holds each call's size (1 for ``ShouldAllow``), in the order they arrived;
+    ``arrived`` is set by the first arrival, so a test can wait for it instead of sleeping.
+    """
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.arrived = asyncio.Event()
         self.release = asyncio.Event()
+
+    async def _arrive(self, size: int) -> None:
+        self.calls.append(size)
+        self.arrived.set()
+        await self.release.wait()
 
     async def single(
         self, request: proto.ShouldAllowRequest, timeout: float
     ) -> proto.ShouldAllowResponse:
-        self.calls.append(1)
-        await self.release.wait()
+        await self._arrive(1)
         return proto.ShouldAllowResponse(allowed=True, policy=request.policy)
 
     async def batch(
         self, message: proto.ShouldAllowBatchRequest, timeout: float
     ) -> proto.ShouldAllowBatchResponse:
-        self.calls.append(len(message.requests))
-        await self.release.wait()
+        await self._arrive(len(message.requests))
         return proto.ShouldAllowBatchResponse(
             responses=[proto.ShouldAllowResponse(allowed=True) for _ in message.requests]
         )
@@ -73,15 +92,25 @@ def _request(n: int) -> proto.ShouldAllowRequest:
     return proto.ShouldAllowRequest(key=f"ip:{n}", policy="default")
 
 
+async def _run_ready_callbacks() -> None:
+    """Let every task and callback that is ready now run, and what they schedule in turn
+    (a few event-loop turns; no time passes on the injected clock)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 async def test_requests_queue_behind_calls_in_flight_and_share_the_next() -> None:
     limiter = HeldLimiter()
-    coalescer = CallCoalescer(limiter.single, limiter.batch, timeout_s=5, max_in_flight=1)
+    coalescer = CallCoalescer(
+        limiter.single, limiter.batch, timeout_s=5, max_in_flight=1, clock=Clock()
+    )
     first = asyncio.ensure_future(coalescer.call(_request(0)))
-    await asyncio.sleep(0.01)
+    await limiter.arrived.wait()
     assert limiter.calls == [1]  # a lone request goes at once
     queued = [asyncio.ensure_future(coalescer.call(_request(n))) for n in range(1, 6)]
-    await asyncio.sleep(0.01)
+    await _run_ready_callbacks()
     assert limiter.calls == [1]  # nothing more while the cap is reached
+    assert not any(future.done() for future in queued)
     limiter.release.set()
     replies = await asyncio.gather(first, *queued)
     assert limiter.calls == [1, 5]  # the five queued requests travel together
@@ -91,11 +120,16 @@ async def test_requests_queue_behind_calls_in_flight_and_share_the_next() -> Non
 
 async def test_time_in_the_queue_counts_against_the_deadline() -> None:
     limiter = HeldLimiter()
-    coalescer = CallCoalescer(limiter.single, limiter.batch, timeout_s=0.05, max_in_flight=1)
+    clock = Clock()
+    coalescer = CallCoalescer(
+        limiter.single, limiter.batch, timeout_s=0.05, max_in_flight=1, clock=clock
+    )
     held = asyncio.ensure_future(coalescer.call(_request(0)))
-    await asyncio.sleep(0.01)
+    await limiter.arrived.wait()
+    clock.now += 0.01
     late = asyncio.ensure_future(coalescer.call(_request(1)))
-    await asyncio.sleep(0.1)  # past the queued request's deadline; the first call still runs
+    await _run_ready_callbacks()
+    clock.now += 0.1  # past the queued request's deadline; the first call still runs
     limiter.release.set()
     assert isinstance(await held, proto.ShouldAllowResponse)
     outcome = await late

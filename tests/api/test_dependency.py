@@ -10,7 +10,8 @@ from fastapi import Depends, FastAPI
 from fastapi.params import Depends as DependsParam
 from starlette.requests import Request
 
-from api import Decision, RateLimit, api_key_header, client_ip
+from ratelimit_client import Decision
+from ratelimit_client.fastapi import RateLimit, api_key_header, client_ip
 
 
 async def user_key() -> str:
