@@ -16,17 +16,21 @@ anything else          INTERNAL            ``ErrorInfo`` ``INTERNAL`` (logged wi
 =====================  ==================  ================================================
 
 Oversized messages (> 64 KiB) are refused by gRPC itself with RESOURCE_EXHAUSTED (no details).
+A message that does not decode (e.g. a key that is not UTF-8) is INVALID_ARGUMENT with the
+field ``request``, logged at most once per ``_UNDECODABLE_LOG_EVERY_S``, never with a traceback.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -38,6 +42,7 @@ from ratelimit_client.errors import ERROR_DOMAIN
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
+_UNDECODABLE_LOG_EVERY_S = 10.0
 
 S = TypeVar("S")
 In = TypeVar("In")
@@ -79,6 +84,45 @@ def status_for(error: Exception, batch: bool) -> grpc.Status:
     )
 
 
+class Undecodable(NamedTuple):
+    """What the server received instead of a message it could decode, and why."""
+
+    reason: str
+
+
+def tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """``deserialize``, answering ``Undecodable`` instead of raising (gRPC would answer
+    UNKNOWN and log a traceback for every such request)."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as exc:
+            return Undecodable(str(exc))
+
+    return parse
+
+
+class _Throttled:
+    """Logs a warning at most once per ``every_s`` seconds, counting what it skipped."""
+
+    def __init__(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._last = -every_s
+        self._skipped = 0
+
+    def warning(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self._every_s:
+            self._skipped += 1
+            return
+        log.warning("%s (%d more like it not logged)", message, self._skipped)
+        self._last, self._skipped = now, 0
+
+
+_undecodable_log = _Throttled(_UNDECODABLE_LOG_EVERY_S)
+
+
 def _mapped(batch: bool) -> Callable[[Handler[S, In, Out]], Handler[S, In, Out]]:
     """A handler that answers its errors with ``status_for``'s status."""
 
@@ -86,6 +130,11 @@ def _mapped(batch: bool) -> Callable[[Handler[S, In, Out]], Handler[S, In, Out]]
         @functools.wraps(handler)
         async def wrapper(self: S, request: In, context: grpc.aio.ServicerContext) -> Out:
             try:
+                if isinstance(request, Undecodable):
+                    _undecodable_log.warning(f"refused an undecodable request: {request.reason}")
+                    raise InvalidRequest(
+                        f"the request does not decode: {request.reason}", "request"
+                    )
                 return await handler(self, request, context)
             except Exception as exc:
                 status = status_for(exc, batch)
@@ -144,5 +193,29 @@ class RateLimiterService(proto.RateLimiterServicer):
         return response
 
     def add_to(self, server: grpc.aio.Server) -> None:
-        """Register both methods on ``server``."""
-        proto.add_RateLimiterServicer_to_server(self, server)
+        """Register both methods on ``server`` from the generated method table, with
+        ``tolerant`` request deserializers."""
+        table = _MethodTable()
+        proto.add_RateLimiterServicer_to_server(self, table)
+        handlers = {
+            method: handler._replace(request_deserializer=tolerant(handler.request_deserializer))
+            for method, handler in table.handlers.items()
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(table.service, handlers),)
+        )
+        server.add_registered_method_handlers(table.service, handlers)
+
+
+class _MethodTable:
+    """Stands in for a server to read the generated code's method table."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: Mapping[str, Any] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[Any]) -> None:
+        """Ignored: the registered handlers carry the same table."""
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Any]) -> None:
+        self.service, self.handlers = service, handlers

@@ -27,6 +27,7 @@ from limiter_service.policies import PolicySet
 from limiter_service.timeouts import patient_timeout
 
 MAX_BATCH = 1000
+MAX_POLICY_NAME_BYTES = 128
 FAIL_CLOSED_RETRY_AFTER_US = US_PER_SECOND
 # Share of the caller's remaining deadline the backend may use; the rest answers the RPC.
 _DEADLINE_SHARE = 0.75
@@ -102,7 +103,14 @@ class Limiter:
                 raise InvalidRequest(
                     f"key is {size} bytes; the maximum is {self._max_key_bytes}", "key"
                 )
-        policy = self.policies.resolve(request.policy, key)
+        name = request.policy
+        if len(name) * 4 > MAX_POLICY_NAME_BYTES and len(name.encode()) > MAX_POLICY_NAME_BYTES:
+            raise InvalidRequest(
+                f"policy name is {len(name.encode())} bytes; the maximum is "
+                f"{MAX_POLICY_NAME_BYTES}",
+                "policy",
+            )
+        policy = self.policies.resolve(name, key)
         cost = request.cost or 1
         if cost > policy.capacity:
             raise InvalidRequest(

@@ -105,7 +105,8 @@ class PolicySet:
             found = self._by_name.get(name)
             if found is None:
                 raise UnknownPolicy(
-                    f"unknown policy {name!r}; known policies: {', '.join(self.names)}", name
+                    f"unknown policy {shown(name)}; known policies: {', '.join(self.names)}",
+                    name,
                 )
             return found
         for policy, matches in self._matchers:
@@ -114,11 +115,16 @@ class PolicySet:
         default = self._by_name.get(DEFAULT_POLICY)
         if default is None:
             raise UnknownPolicy(
-                f"no policy matches key {key!r} and there is no 'default' policy; "
+                f"no policy matches key {shown(key)} and there is no 'default' policy; "
                 f"known policies: {', '.join(self.names)}",
                 "",
             )
         return default
+
+
+def shown(text: str, limit: int = 64) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters (clients choose it)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} chars)"
 
 
 def _matcher(pattern: str) -> Callable[[str], bool]:

@@ -13,6 +13,7 @@ class LimiterClient:
     """One channel to one limiter."""
 
     def __init__(self, address: str) -> None:
+        self.address = address
         self.channel = grpc.aio.insecure_channel(address)
         self.stub = proto.RateLimiterStub(self.channel)
 

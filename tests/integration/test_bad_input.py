@@ -15,6 +15,7 @@ from devstack import ProcessGroup, StandaloneRedis, free_port
 from devstack.limiter import start_limiter
 from ratelimit_client import proto
 from tests.integration.client import LimiterClient
+from tests.integration.raw_calls import raw_method
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +191,54 @@ async def test_should_allow_is_one_round_trip(
     # Only the script and the commands it runs inside Redis; nothing sent besides EVALSHA.
     assert after["evalsha"] - before.get("evalsha", 0) == 1
     assert changed <= {"evalsha", "time", "hmget", "hget", "hset", "pexpire"}
+
+
+def _invalid_utf8_key() -> bytes:
+    """A ShouldAllowRequest whose key (field 1, length-delimited) is not UTF-8."""
+    return b"\x0a\x04k\xff\xfe!"
+
+
+async def test_undecodable_request_is_invalid_argument_without_traceback(
+    client: LimiterClient, redis_server: StandaloneRedis, processes: ProcessGroup
+) -> None:
+    before = data_commands(redis_server)
+    with grpc.insecure_channel(client.address) as channel:
+        call = raw_method(channel, "ShouldAllow")
+        for _ in range(50):
+            with pytest.raises(grpc.RpcError) as caught:
+                call(_invalid_utf8_key(), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "bad UTF-8" in (caught.value.details() or "")
+    assert rich_details(caught.value) == (["request"], [])
+    assert data_commands(redis_server) == before
+    (limiter,) = [p for p in processes.processes if p.name == "limiter"]
+    log = limiter.log_tail(10_000)
+    assert "Traceback" not in log
+    # 50 refusals, one rate-limited line.
+    assert log.count("refused an undecodable request") == 1
+
+
+@pytest.mark.parametrize(
+    ("policy", "code", "expected"),
+    [
+        (
+            "p" * 129,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "policy name is 129 bytes; the maximum is 128",
+        ),
+        ("p" * 60_000, grpc.StatusCode.INVALID_ARGUMENT, "policy name is 60000 bytes"),
+        ("p" * 128, grpc.StatusCode.NOT_FOUND, "unknown policy 'pppp"),
+    ],
+    ids=["129 bytes", "60 KB", "128 bytes unknown"],
+)
+async def test_policy_names_are_bounded_and_never_echoed_whole(
+    client: LimiterClient, policy: str, code: grpc.StatusCode, expected: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.should_allow("k", policy)
+    details = caught.value.details() or ""
+    assert caught.value.code() == code
+    assert expected in details
+    assert len(details) < 300, "the name was echoed whole"
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        assert rich_details(caught.value) == (["policy"], [])

@@ -45,7 +45,9 @@ def test_no_hand_written_method_tables_outside_the_generated_package() -> None:
         if path == Path(__file__).resolve():
             continue
         text = path.read_text(encoding="utf-8")
-        if "unary_unary(" in text and path.name != "test_reflection.py":
+        # Two tests call by a path taken from a descriptor on purpose: one discovers it by
+        # reflection as grpcurl does, the other sends raw bytes (fuzzing, undecodable input).
+        if "unary_unary(" in text and path.name not in {"test_reflection.py", "raw_calls.py"}:
             offenders.append(f"{relative}: unary_unary(")
         if "/ratelimit.v1.RateLimiter/" in text:
             offenders.append(f"{relative}: a method path")
