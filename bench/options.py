@@ -1,44 +1,66 @@
-"""Command-line options of ``python -m bench``.
+"""Options of ``python -m bench``: the gRPC / Redis part and the end-to-end part (``--edge-*``).
 
-Defaults keep a full run under two minutes on two cores: each of the five gRPC scenarios
-measures for ``--duration`` seconds after ``--warmup`` seconds, ``--rounds`` times (the
-fastest round is reported), and each of the two ``redis-benchmark`` scenarios runs
-``--rounds`` times for about ``--duration`` seconds. ``--quick`` shortens everything to a
-smoke test (about 15 s in all); options given explicitly still win.
-
-Then the end-to-end section (``bench.edge``, about a minute; see ``bench.edge_options``)
-runs, unless ``--no-edge``; ``--edge-only`` runs nothing else.
+Defaults keep the gRPC part under two minutes on two cores: each of the five gRPC scenarios
+measures ``--duration`` seconds after ``--warmup`` seconds, ``--rounds`` times (the fastest
+round is reported), and each of the two ``redis-benchmark`` scenarios runs ``--rounds``
+times for about ``--duration`` seconds. The end-to-end part (``bench.edge``) then runs its
+four wrk scenarios for 2 + 8 s each, about a minute with start-up. ``--quick`` shortens
+everything to a smoke test; options given explicitly still win. ``--no-edge`` skips the
+end-to-end part, ``--edge-only`` runs nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
-from bench.edge_options import EdgeOptions, add_edge_arguments, edge_options
+from devstack import StackConfig
 
-__all__ = ["DEFAULT_OUTPUT", "BenchOptions", "parse_args"]
+__all__ = ["DEFAULT_OUTPUT", "POLICY", "BenchOptions", "EdgeOptions", "parse_args"]
 
+POLICY = "default"
+"""The bench policy's name (a fixed window of ``policy_limit`` per ``policy_window``)."""
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeOptions:
+    """The end-to-end part, in whole seconds (wrk takes no fractions). ``rounds`` repeats
+    the four scenarios in turn and keeps each one's fastest; ``limiter_timeout_ms`` is the
+    APIs' ``LIMITER_TIMEOUT_MS``; ``rate_limit`` per ``time_window_s`` is the policy on
+    both sides, so large that everything is allowed and yet counted."""
+
+    duration_s: int = 8
+    warmup_s: int = 2
+    connections: int = 64
+    threads: int = 2
+    rounds: int = 1
+    request_timeout_s: int = 5
+    limiter_timeout_ms: int = StackConfig().limiter_timeout_ms
+    rate_limit: int = 1_000_000_000
+    time_window_s: int = 60
 
 
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
     """One bench run. Durations in seconds; ``None`` timeouts leave the limiter's own
-    defaults (``REDIS_TIMEOUT_MS``, ``LIMITER_DECISION_TIMEOUT_MS``) in force."""
+    defaults (``REDIS_TIMEOUT_MS``, ``LIMITER_DECISION_TIMEOUT_MS``) in force. ``grpc``:
+    whether the gRPC and redis-benchmark scenarios run; ``edge``: the end-to-end part's
+    options, ``None`` to skip it."""
 
     duration_s: float = 5.0
     warmup_s: float = 1.0
     rounds: int = 2
+    # 16 calls in flight already saturate one Python gRPC server on two cores; 4 batches
+    # of 100 keep the limiter busy without queueing past its 100 ms decision budget.
     concurrency: int = 16
     batch_concurrency: int = 4
-    """Batches in flight: 4 x 100 decisions keep the limiter busy without queueing past
-    its 100 ms decision budget (16 x 100 measures overload, not throughput)."""
     batch_size: int = 100
     keys: int = 10_000
-    procs: int = 1
     call_timeout_s: float = 5.0
     policy_limit: int = 1_000_000_000
     policy_window: str = "60s"
@@ -48,91 +70,104 @@ class BenchOptions:
     workdir: Path | None = None
     quick: bool = False
     grpc: bool = True
-    """Whether the gRPC and redis-benchmark scenarios run (not with ``--edge-only``)."""
     edge: EdgeOptions | None = field(default_factory=EdgeOptions)
-    """The end-to-end section's options; ``None`` skips it."""
 
 
-_QUICK = {
-    "duration": 1.0,
-    "warmup": 0.3,
-    "rounds": 1,
-    "concurrency": 8,
-    "batch_concurrency": 2,
-    "keys": 1_000,
+QUICK = BenchOptions(
+    duration_s=1.0,
+    warmup_s=0.3,
+    rounds=1,
+    concurrency=8,
+    batch_concurrency=2,
+    keys=1_000,
+    quick=True,
+    edge=EdgeOptions(duration_s=1, warmup_s=1),
+)
+
+
+N = TypeVar("N", int, float)
+
+
+def _at_least(kind: Callable[[str], N], low: N) -> Callable[[str], N]:
+    def parse(text: str) -> N:
+        value = kind(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+_COUNT = _at_least(int, 1)
+# Field name: how its text is read, what it means. The flag is the name without its unit
+# suffix "_s" (``--duration``), prefixed with ``edge-`` for the end-to-end part; the help
+# shows the field's default, so it cannot drift from it.
+_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "duration_s": (_at_least(float, 0.1), "measured seconds per run"),
+    "warmup_s": (_at_least(float, 0.0), "unmeasured seconds before each run"),
+    "rounds": (_COUNT, "runs per scenario, the fastest kept"),
+    "concurrency": (_COUNT, "ShouldAllow calls in flight"),
+    "batch_concurrency": (_COUNT, "ShouldAllowBatch calls in flight"),
+    "batch_size": (_COUNT, "decisions per batch call"),
+    "keys": (_COUNT, "distinct keys"),
+    "redis_timeout_ms": (_COUNT, "the limiter's REDIS_TIMEOUT_MS (default: its own)"),
+    "decision_timeout_ms": (_COUNT, "its LIMITER_DECISION_TIMEOUT_MS (default: its own)"),
+    "output": (Path, "where the results JSON goes"),
+    "workdir": (Path, "keep the logs here (default: a temporary directory)"),
 }
-# 16 calls in flight already saturate one Python gRPC server on two cores; more only
-# lengthens queues (and, for batches of 100, pushes the limiter past its 100 ms budget).
-_FULL = {
-    "duration": 5.0,
-    "warmup": 1.0,
-    "rounds": 2,
-    "concurrency": 16,
-    "batch_concurrency": 4,
-    "keys": 10_000,
+_EDGE_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "duration_s": (_COUNT, "measured seconds per scenario"),
+    "warmup_s": (_at_least(int, 0), "unmeasured seconds before each scenario"),
+    "connections": (_COUNT, "wrk connections"),
+    "threads": (_COUNT, "wrk threads"),
+    "rounds": (_COUNT, "rounds, the fastest kept"),
+    "limiter_timeout_ms": (_COUNT, "the APIs' LIMITER_TIMEOUT_MS"),
 }
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _add_flags(
+    add: Callable[..., argparse.Action],
+    flags: dict[str, tuple[Callable[[str], Any], str]],
+    defaults: object,
+    prefix: str = "",
+) -> None:
+    for name, (parse, meaning) in flags.items():
+        bare = name.removesuffix("_s")
+        flag = "--" + (prefix + bare).replace("_", "-")
+        default = getattr(defaults, name)
+        shown = "" if default is None else f" ({default})"
+        add(flag, dest=prefix + name, metavar=bare.upper(), type=parse, help=meaning + shown)
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Throughput and latency of the limiter on real Redis, next to a bare "
+        "gRPC echo server and redis-benchmark running the same Lua script; then our stack "
+        "end to end through Nginx next to FastAPI apps limiting in-process with `limits`.",
+    )
+    _add_flags(parser.add_argument, _FLAGS, BenchOptions())
+    parser.add_argument("--quick", action="store_true", help="a short smoke-test run")
+    edge = parser.add_argument_group("end to end through Nginx (wrk)")
+    which = edge.add_mutually_exclusive_group()
+    which.add_argument("--no-edge", action="store_true", help="skip the end-to-end part")
+    which.add_argument("--edge-only", action="store_true", help="run only the end-to-end part")
+    _add_flags(edge.add_argument, _EDGE_FLAGS, EdgeOptions(), prefix="edge_")
+    return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
     """Options from ``argv``; exits with status 2 and a usage message when they are invalid."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench",
-        description="Throughput and latency of the limiter on real Redis, next to a bare "
-        "gRPC echo server and redis-benchmark running the same Lua script.",
-    )
-    parser.add_argument("--duration", type=positive_float, help="measured seconds per run (5)")
-    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each run (1)")
-    parser.add_argument("--rounds", type=positive_int, help="runs per scenario, best kept (2)")
-    parser.add_argument("--concurrency", type=positive_int, help="calls in flight (16)")
-    parser.add_argument("--batch-size", type=positive_int, default=100, help="(100)")
-    parser.add_argument("--batch-concurrency", type=positive_int, help="batch calls in flight (4)")
-    parser.add_argument("--keys", type=positive_int, help="distinct keys (10000)")
-    parser.add_argument("--procs", type=positive_int, default=1, help="load processes (1)")
-    parser.add_argument("--redis-timeout-ms", type=positive_int, help="limiter REDIS_TIMEOUT_MS")
-    parser.add_argument(
-        "--decision-timeout-ms", type=positive_int, help="limiter LIMITER_DECISION_TIMEOUT_MS"
-    )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON path")
-    parser.add_argument("--workdir", type=Path, help="keep logs here (default: temporary)")
-    parser.add_argument("--quick", action="store_true", help="short smoke-test run")
-    add_edge_arguments(parser)
-    args = parser.parse_args(argv)
-    base = _QUICK if args.quick else _FULL
-    options = BenchOptions(
-        duration_s=args.duration if args.duration is not None else base["duration"],
-        warmup_s=max(0.0, args.warmup if args.warmup is not None else base["warmup"]),
-        rounds=args.rounds or int(base["rounds"]),
-        concurrency=args.concurrency or int(base["concurrency"]),
-        batch_concurrency=args.batch_concurrency or int(base["batch_concurrency"]),
-        batch_size=args.batch_size,
-        keys=args.keys or int(base["keys"]),
-        procs=args.procs,
-        redis_timeout_ms=args.redis_timeout_ms,
-        decision_timeout_ms=args.decision_timeout_ms,
-        output=args.output,
-        workdir=args.workdir,
-        quick=args.quick,
-        grpc=not args.edge_only,
-        edge=edge_options(args, quick=args.quick),
-    )
-    if options.edge is not None and options.edge.threads > options.edge.connections:
+    parser = _parser()
+    args: dict[str, Any] = vars(parser.parse_args(argv))
+    no_edge, edge_only = args.pop("no_edge"), args.pop("edge_only")
+    base = QUICK if args.pop("quick") else BenchOptions()
+    given = {key: value for key, value in args.items() if value is not None}
+    edge_given = {key[5:]: given.pop(key) for key in list(given) if key.startswith("edge_")}
+    edge = None if no_edge else dataclasses.replace(base.edge or EdgeOptions(), **edge_given)
+    options = dataclasses.replace(base, **given, grpc=not edge_only, edge=edge)
+    if edge is not None and edge.threads > edge.connections:
         parser.error("--edge-threads must not exceed --edge-connections")
-    if options.procs > min(options.concurrency, options.batch_concurrency):
-        parser.error("--procs must not exceed --concurrency or --batch-concurrency")
     if options.keys < options.batch_size:
         parser.error("--keys must be at least --batch-size")
     if options.batch_size > 1000:

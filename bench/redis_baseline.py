@@ -1,178 +1,122 @@
 """Baseline B: ``redis-benchmark`` running the limiter's own fixed-window Lua script.
 
-The script is loaded with ``SCRIPT LOAD`` and called once by hand first, so a broken call
-fails loudly here (``redis-benchmark`` counts error replies as answered requests). Keys
-look like the limiter's (``rl:{default:bench:user:<n>}:fw`` with ``-r`` choosing ``n``
-among ``keys``), and the arguments are those of the bench policy, so Redis does the same
-work per decision as under the limiter. A batch variant passes ``batch_size`` keys per
-EVALSHA, as the limiter does for ``ShouldAllowBatch``.
+The script (``limiter_service.backends.scripts``, byte for byte) is loaded with ``SCRIPT
+LOAD`` and called once by hand first, so a broken call fails loudly here (redis-benchmark
+counts error replies as answers). Keys look like the limiter's
+(``rl:{default:bench:user:<n>}:fw``, ``-r`` choosing ``n`` among ``keys``) and the arguments
+are the bench policy's, so Redis does the same work per decision as under the limiter; the
+batch variant passes ``batch_size`` keys per EVALSHA, as the limiter does for a batch.
 
-``redis-benchmark`` stops after a number of requests, not a time: a short first run warms
-Redis up and measures its rate, and each measured run asks for ``rate * duration`` requests.
+redis-benchmark stops after a number of requests, not a time: a short first run warms Redis
+up and measures its rate, and each measured run asks for ``rate * duration`` requests.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import resource
 import subprocess
-from dataclasses import dataclass
-from importlib import resources
+from typing import Any
 
-from bench.cpu import MACHINE, snapshot, used
-from bench.servers import BENCH_POLICY, RedisHandle
+import redis
 
-__all__ = ["RedisBenchResult", "fixed_window_source", "parse_csv", "run_redis_benchmark"]
+from bench.cpu import OTHERS, CpuWindow, cores, us_per
+from bench.options import POLICY, BenchOptions
+from bench.report import Kind, ScenarioResult
+from devstack import StandaloneRedis
+from limiter_service.backends.scripts import load_scripts
+from limiter_service.decision import Algorithm
+from limiter_service.policies import parse_window
 
-_MIN_REQUESTS = 1_000
+__all__ = ["REDIS", "evalsha_calls", "parse_csv", "run_redis_benchmark"]
+
+REDIS = "redis"
+TOOL = "redis-benchmark"
 _PROBE_REQUESTS = 5_000
 _MAX_REQUESTS = 2_000_000
-_CALIBRATION_S = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class RedisBenchResult:
-    """One measured ``redis-benchmark`` run: ``rps`` EVALSHA calls per second, latencies
-    in ms (``None`` when this redis-benchmark does not print them). ``redis_cpu_s`` is the
-    CPU redis-server used during the run and ``others_cores`` the cores' worth of CPU that
-    processes other than redis-server and redis-benchmark used meanwhile (``None``: not
-    readable)."""
-
-    command: str
-    batch_size: int
-    clients: int
-    requests: int
-    rps: float
-    p50_ms: float | None
-    p99_ms: float | None
-    avg_ms: float | None
-    redis_cpu_s: float | None
-    others_cores: float | None
+def evalsha_calls(client: redis.Redis) -> int:
+    """How many ``EVALSHA`` calls the server behind ``client`` served since its last
+    ``CONFIG RESETSTAT``."""
+    stats: dict[str, Any] = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-def fixed_window_source() -> str:
-    """The limiter's fixed-window script, byte for byte."""
-    folder = resources.files("limiter_service.backends") / "lua"
-    return (folder / "fixed_window.lua").read_text(encoding="utf-8")
-
-
-def _storage_key(index: str) -> str:
-    # Same shape as Limiter.hit_for builds for key "bench:user:<n>" on the bench policy.
-    return f"rl:{{{BENCH_POLICY}:bench:user:{index}}}:fw"
-
-
-def _command(sha: str, limit: int, window_us: int, batch_size: int, key_index: str) -> list[str]:
-    keys = [_storage_key(key_index) for _ in range(batch_size)]
-    argv = [str(limit), str(window_us), "1", "0"] * batch_size
-    return ["EVALSHA", sha, str(batch_size), *keys, *argv]
-
-
-def _check_reply(handle: RedisHandle, sha: str, limit: int, window_us: int, size: int) -> None:
-    probe = _command(sha, limit, window_us, size, "probe")
-    reply = handle.client.evalsha(sha, size, *probe[3:])
-    if not isinstance(reply, list) or len(reply) != 4 * size or reply[0] != 1:
-        raise RuntimeError(f"fixed_window.lua answered {reply!r} to {' '.join(probe[:4])} ...")
-
-
-def parse_csv(text: str) -> tuple[float, float | None, float | None, float | None]:
-    """``(rps, avg_ms, p50_ms, p99_ms)`` from ``redis-benchmark --csv`` output.
-
-    Older versions print only ``"test","rps"``; the missing latencies are ``None``.
-    Raises ``ValueError`` when no result row is found.
-    """
+def parse_csv(text: str) -> tuple[float, float | None, float | None]:
+    """``(rps, p50_ms, p99_ms)`` from ``redis-benchmark --csv`` output; older versions print
+    no latencies (``None``). Raises ``ValueError`` when there is no result row."""
     rows = list(csv.DictReader(io.StringIO(text)))
     if not rows or "rps" not in rows[-1]:
         raise ValueError(f"no result in redis-benchmark output: {text!r}")
     row = rows[-1]
-
-    def number(name: str) -> float | None:
-        value = row.get(name)
-        return float(value) if value not in (None, "") else None
-
-    rps = float(row["rps"])
-    return rps, number("avg_latency_ms"), number("p50_latency_ms"), number("p99_latency_ms")
+    p50, p99 = (row.get(f"{name}_latency_ms") or None for name in ("p50", "p99"))
+    return float(row["rps"]), float(p50) if p50 else None, float(p99) if p99 else None
 
 
 def _run(
-    port: int, clients: int, keys: int, requests: int, command: list[str], timeout_s: float
+    server: StandaloneRedis, clients: int, keys: int, requests: int, command: list[str]
 ) -> str:
-    argv = [
-        "redis-benchmark",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-c",
-        str(clients),
-        "-n",
-        str(requests),
-        "-r",
-        str(keys),
-        "--csv",
-        *command,
-    ]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    argv = [TOOL, "-h", server.host, "-p", str(server.port), "-c", str(clients)]
+    argv += ["-n", str(requests), "-r", str(keys), "--csv", *command]
+    # Bounded by its request count; the timeout only stops one that hangs.
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"redis-benchmark exited {done.returncode}: {done.stderr.strip()}")
+        raise RuntimeError(f"{TOOL} exited {done.returncode}: {done.stderr.strip()}")
     return done.stdout
 
 
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_redis_benchmark(
-    handle: RedisHandle,
-    *,
-    clients: int,
-    duration_s: float,
-    keys: int,
-    limit: int,
-    window_us: int,
-    batch_size: int = 1,
-    rounds: int = 1,
-) -> list[RedisBenchResult]:
-    """Run the fixed-window script through ``redis-benchmark`` ``rounds`` times, each for
-    about ``duration_s``; one result per round.
+    server: StandaloneRedis, options: BenchOptions, batch_size: int
+) -> ScenarioResult:
+    """Run the fixed-window script ``options.rounds`` times for about ``duration_s`` each,
+    with ``batch_size`` keys per EVALSHA from as many clients as the load generator has
+    calls in flight; the fastest round's row (decisions = calls x ``batch_size``), every
+    round's rate in ``raw``.
 
-    Raises ``RuntimeError`` when the script misbehaves or redis-benchmark fails, and
-    ``subprocess.TimeoutExpired`` when a run takes far longer than asked.
+    Raises ``RuntimeError`` when the script misbehaves or redis-benchmark fails.
     """
-    sha = str(handle.client.script_load(fixed_window_source()))
-    _check_reply(handle, sha, limit, window_us, batch_size)
-    command = _command(sha, limit, window_us, batch_size, "__rand_int__")
-    probe = max(_PROBE_REQUESTS // batch_size, clients * 2)
-    rate, *_ = parse_csv(_run(handle.port, clients, keys, probe, command, 60.0))
-    wanted = int(rate * max(duration_s, _CALIBRATION_S))
-    requests = min(max(wanted, _MIN_REQUESTS // batch_size, clients), _MAX_REQUESTS)
-    label = f"EVALSHA fixed_window.lua, {batch_size} key{'s' if batch_size > 1 else ''}"
-    redis_pid = str(handle.process.pid)
-    results: list[RedisBenchResult] = []
-    for _ in range(rounds):
-        before, children_before = snapshot([handle.process.pid]), _children_cpu_s()
-        output = _run(handle.port, clients, keys, requests, command, 10 * duration_s + 60.0)
-        after, children_after = snapshot([handle.process.pid]), _children_cpu_s()
-        rps, avg_ms, p50_ms, p99_ms = parse_csv(output)
-        cpu = used(before, after)
-        redis_cpu = cpu.get(redis_pid)
-        others: float | None = None
-        if redis_cpu is not None and MACHINE in cpu and rps > 0:
-            ours = redis_cpu + (children_after - children_before) + cpu.get("self", 0.0)
-            others = round(max(0.0, cpu[MACHINE] - ours) / (requests / rps), 2)
-        results.append(
-            RedisBenchResult(
-                label,
-                batch_size,
-                clients,
-                requests,
-                rps,
-                p50_ms,
-                p99_ms,
-                avg_ms,
-                redis_cpu,
-                others,
-            )
+    clients = options.batch_concurrency if batch_size > 1 else options.concurrency
+    keys, limit = options.keys, options.policy_limit
+    window_us = parse_window(options.policy_window)
+    script = load_scripts()[Algorithm.FIXED_WINDOW]
+    with server.client() as client:
+        client.script_load(script.source)
+        probe = [f"rl:{{{POLICY}:bench:user:probe{i}}}:fw" for i in range(batch_size)]
+        reply = client.evalsha(
+            script.sha, batch_size, *probe, *[limit, window_us, 1, 0] * batch_size
         )
-    return results
+    if not isinstance(reply, list) or len(reply) != 4 * batch_size or reply[0] != 1:
+        raise RuntimeError(f"{Algorithm.FIXED_WINDOW}.lua answered {reply!r}")
+    key = f"rl:{{{POLICY}:bench:user:__rand_int__}}:fw"
+    command = ["EVALSHA", script.sha, str(batch_size), *[key] * batch_size]
+    command += [str(limit), str(window_us), "1", "0"] * batch_size
+    probe_requests = max(_PROBE_REQUESTS // batch_size, clients * 2)
+    rate = parse_csv(_run(server, clients, keys, probe_requests, command))[0]
+    requests = min(max(int(rate * options.duration_s), clients), _MAX_REQUESTS)
+    measured = []
+    for _ in range(options.rounds):
+        window = CpuWindow({REDIS: [server.process.pid]}, tool=TOOL)
+        window.open()
+        output = _run(server, clients, keys, requests, command)
+        measured.append((parse_csv(output), *window.close()))
+    (rps, p50, p99), window_s, cpu_s = max(measured, key=lambda m: m[0][0])
+    keys_word = "key" if batch_size == 1 else "keys"
+    return ScenarioResult(
+        name=f"redis-benchmark EVALSHA fixed_window.lua, {batch_size} {keys_word}",
+        kind=Kind.REDIS_BENCHMARK,
+        batch_size=batch_size,
+        calls_per_s=rps,
+        decisions_per_s=round(rps * batch_size, 1),
+        p50_ms=p50,
+        p99_ms=p99,
+        redis_cpu_us=us_per(cpu_s[REDIS], requests * batch_size),
+        others_cores=cores(cpu_s[OTHERS], window_s),
+        raw={
+            "requests": requests,
+            "clients": clients,
+            "window_s": window_s,
+            "cpu_s": cpu_s,
+            "rounds": [{"rps": m[0][0], "p50_ms": m[0][1], "p99_ms": m[0][2]} for m in measured],
+        },
+    )

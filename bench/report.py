@@ -1,10 +1,11 @@
-"""Results of a bench run: one row per scenario, ratios to the baselines, tables and JSON.
+"""Results of a bench run: one row per gRPC / Redis scenario, ratios to the baselines, the
+printed section and the JSON.
 
-A gRPC row is compared with the echo baseline of the same batch size, and every row with
-the ``redis-benchmark`` row of the same batch size, always in decisions per second (a ratio
-of 0.25 means a quarter of the baseline's throughput). A ratio is ``None`` when there is no
-such baseline or the row is that baseline. On a shared machine the rates move with
-other load; CPU per decision does not, hence ``cpu_vs_echo``.
+A gRPC row is compared with the echo row of the same batch size, and every row with the
+``redis-benchmark`` row of the same batch size, in decisions per second (0.25: a quarter
+of the baseline's throughput); ``None`` when there is no such baseline or the row is it.
+On a shared machine the rates move with other load; CPU per decision does not, hence
+``cpu_vs_echo``: the echo server's CPU per decision over this server's.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.edge_report import EdgeReport
+from bench.edge.report import EdgeReport
+from bench.table import Grid, number, section
 
-__all__ = ["BenchReport", "Kind", "ScenarioResult", "markdown_table", "plain_table"]
+__all__ = ["BenchReport", "Kind", "ScenarioResult"]
+
+_FAIL_OPEN_WARNING = 0.001
+_BUSY_WARNING = 0.25
+_OTHERS_WARNING = 0.25
 
 
 class Kind(enum.StrEnum):
@@ -30,11 +36,11 @@ class Kind(enum.StrEnum):
 
 @dataclass
 class ScenarioResult:
-    """One measured scenario. Rates are per second, latencies in ms per call (a batch is
-    one call). ``fail_open`` counts decisions the failure mode answered (reasons FAIL_OPEN
-    and FAIL_CLOSED). ``server_cpu_us`` and ``redis_cpu_us`` are CPU microseconds per
-    decision spent by the server under test and by redis-server (``None``: not measured).
-    ``others_cores`` is the CPU (in cores) that processes outside the bench used meanwhile."""
+    """One scenario's fastest round. Rates per second, latencies in ms per call (a batch is
+    one call); ``errors`` and ``reasons`` are summed over every round. ``*_cpu_us`` are CPU
+    microseconds per decision of the server under test, redis-server and the load
+    generator (``None``: not measured); ``others_cores`` the cores' worth of CPU that
+    processes outside the scenario used meanwhile."""
 
     name: str
     kind: Kind
@@ -60,25 +66,39 @@ class ScenarioResult:
 
     @property
     def fail_open(self) -> int:
+        """Decisions the failure mode answered (reasons FAIL_OPEN and FAIL_CLOSED)."""
         return self.reasons.get("REASON_FAIL_OPEN", 0) + self.reasons.get("REASON_FAIL_CLOSED", 0)
 
     @property
     def fail_open_share(self) -> float:
-        """Fraction of decisions answered by the failure mode (0 when none were counted)."""
         total = sum(self.reasons.values())
         return self.fail_open / total if total else 0.0
 
+    def cells(self) -> list[str]:
+        return [
+            self.name,
+            number(self.calls_per_s),
+            number(self.decisions_per_s),
+            number(self.p50_ms, 2),
+            number(self.p99_ms, 2),
+            str(self.error_count),
+            "-" if self.kind is Kind.REDIS_BENCHMARK else f"{self.fail_open_share:.1%}",
+            number(self.vs_echo, 2),
+            number(self.vs_redis_benchmark, 2),
+            number(self.server_cpu_us, 1),
+            number(self.redis_cpu_us, 1),
+            number(self.others_cores, 2),
+        ]
 
-def _ratio(value: float, baseline: ScenarioResult | None, row: ScenarioResult) -> float | None:
-    if baseline is None or baseline is row or baseline.decisions_per_s <= 0:
-        return None
-    return round(value / baseline.decisions_per_s, 3)
+
+_HEADER = "scenario|calls/s|decisions/s|p50 ms|p99 ms|errors|fail-open|vs echo|vs redis-bench|"
+_HEADER += "server CPU us/dec|redis CPU us/dec|others' CPU"
 
 
 @dataclass
 class BenchReport:
-    """A whole run: the machine, the settings used, every gRPC/Redis scenario's row, and
-    the end-to-end section (``None`` when it did not run)."""
+    """A whole run: the machine, the settings, every gRPC / Redis row, and the end-to-end
+    part (``None`` when it did not run)."""
 
     machine: dict[str, Any]
     settings: dict[str, Any]
@@ -86,45 +106,91 @@ class BenchReport:
     edge: EdgeReport | None = None
 
     def compute_ratios(self) -> None:
-        """Fill ``vs_echo``, ``vs_redis_benchmark`` and ``cpu_vs_echo`` of every row.
-
-        ``cpu_vs_echo`` is the echo server's CPU per decision over this server's: the
-        throughput ratio one core would give, whatever else ran on the machine.
-        """
+        """Fill ``vs_echo``, ``vs_redis_benchmark`` and ``cpu_vs_echo`` of every row."""
         for row in self.scenarios:
-            echo = self._baseline(Kind.ECHO, row.batch_size)
-            bench = self._baseline(Kind.REDIS_BENCHMARK, row.batch_size)
-            if row.kind is not Kind.REDIS_BENCHMARK:
-                row.vs_echo = _ratio(row.decisions_per_s, echo, row)
-                if (
-                    echo is not None
-                    and echo is not row
-                    and echo.server_cpu_us
-                    and row.server_cpu_us
-                ):
-                    row.cpu_vs_echo = round(echo.server_cpu_us / row.server_cpu_us, 3)
-            row.vs_redis_benchmark = _ratio(row.decisions_per_s, bench, row)
+            echo = self._baseline(Kind.ECHO, row)
+            bench = self._baseline(Kind.REDIS_BENCHMARK, row)
+            if echo is not None and row.kind is not Kind.REDIS_BENCHMARK:
+                row.vs_echo = _ratio(row.decisions_per_s, echo.decisions_per_s)
+                if echo.server_cpu_us and row.server_cpu_us:
+                    row.cpu_vs_echo = _ratio(echo.server_cpu_us, row.server_cpu_us)
+            if bench is not None:
+                row.vs_redis_benchmark = _ratio(row.decisions_per_s, bench.decisions_per_s)
 
-    def _baseline(self, kind: Kind, batch_size: int) -> ScenarioResult | None:
+    def _baseline(self, kind: Kind, row: ScenarioResult) -> ScenarioResult | None:
+        found = (r for r in self.scenarios if r.kind is kind and r.batch_size == row.batch_size)
+        baseline = next(found, None)
+        return None if baseline is row else baseline
+
+    @property
+    def failed(self) -> bool:
+        """Whether a scenario had errors or no throughput (end to end: see ``EdgeReport``)."""
+        bad = any(row.error_count or row.decisions_per_s <= 0 for row in self.scenarios)
+        return bad or (self.edge is not None and self.edge.failed)
+
+    def caveats(self) -> list[str]:
+        """Why some numbers may not mean what they seem; empty when clean."""
+        notes: list[str] = []
         for row in self.scenarios:
-            if row.kind is kind and row.batch_size == batch_size:
-                return row
-        return None
+            if row.error_count:
+                notes.append(f"{row.name}: {row.error_count} failed calls {row.errors}")
+            if row.decisions_per_s <= 0:
+                notes.append(f"{row.name}: no successful call in the measured window")
+            if row.kind is not Kind.REDIS_BENCHMARK and row.fail_open_share > _FAIL_OPEN_WARNING:
+                notes.append(
+                    f"{row.name}: {row.fail_open_share:.1%} of decisions came from the failure "
+                    "mode (no answer from Redis within the limiter's timeouts), so its rate is "
+                    "not a real result"
+                )
+            if (row.others_cores or 0) > _OTHERS_WARNING:
+                notes.append(f"{row.name}: other processes used {row.others_cores} cores meanwhile")
+        busy = self.machine.get("cpu_busy_before_start")
+        if busy is not None and busy > _BUSY_WARNING:
+            notes.append(
+                f"other processes kept {busy:.0%} of the CPU busy before the bench started: "
+                "numbers are noisy"
+            )
+        return notes
+
+    def grid(self) -> Grid:
+        return [_HEADER.split("|"), *(row.cells() for row in self.scenarios)]
+
+    def section(self) -> str:
+        """The gRPC / Redis part as printed: settings, the table, per-row notes, warnings,
+        the Markdown table."""
+        m, s = self.machine, self.settings
+        title = (
+            f"\n{m['cpu_count']} cores ({m['cpu_model']}), concurrency {s['concurrency']} "
+            f"(batches: {s['batch_concurrency']}), best of {s['rounds']} x {s['duration_s']} s "
+            f"measured after {s['warmup_s']} s warm-up, {s['keys']} keys, batch "
+            f"{s['batch_size']}, redis {m['redis_server']}"
+        )
+        notes = [
+            f"  {row.name}: {row.cpu_vs_echo:.2f} x echo's decisions per server CPU second"
+            for row in self.scenarios
+            if row.cpu_vs_echo is not None
+        ]
+        notes += [
+            f"  {row.name}: {row.raw['decisions_per_evalsha']} decisions per EVALSHA round "
+            f"trip, {row.raw['redis_connections_opened']} Redis connections opened"
+            for row in self.scenarios
+            if row.raw.get("decisions_per_evalsha") is not None
+        ]
+        footnote = (
+            f"\n{m['cpu_count']} cores, concurrency {s['concurrency']} (batches: "
+            f"{s['batch_concurrency']}), best of {s['rounds']} x {s['duration_s']} s per "
+            "scenario; ratios are decisions/s over the baseline's; CPU is per decision; "
+            "others' CPU is what other processes used meanwhile, in cores."
+        )
+        return section(title, [self.grid()], notes, self.caveats(), footnote)
 
     def to_json(self) -> dict[str, Any]:
-        rows = []
-        for row in self.scenarios:
-            data = asdict(row)
-            data["kind"] = row.kind.value
-            data["error_count"] = row.error_count
-            data["fail_open"] = row.fail_open
-            rows.append(data)
-        return {
-            "machine": self.machine,
-            "settings": self.settings,
-            "scenarios": rows,
-            "edge": self.edge.to_json() if self.edge is not None else None,
-        }
+        rows = [
+            {**asdict(row), "error_count": row.error_count, "fail_open": row.fail_open}
+            for row in self.scenarios
+        ]
+        edge = self.edge.to_json() if self.edge is not None else None
+        return {"machine": self.machine, "settings": self.settings, "scenarios": rows, "edge": edge}
 
     def write(self, path: Path) -> None:
         """Write ``to_json()`` to ``path`` (indented, trailing newline), creating parents."""
@@ -132,64 +198,5 @@ class BenchReport:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
-_HEADERS = (
-    "scenario",
-    "calls/s",
-    "decisions/s",
-    "p50 ms",
-    "p99 ms",
-    "errors",
-    "fail-open",
-    "vs echo",
-    "vs redis-bench",
-    "server CPU us/dec",
-    "redis CPU us/dec",
-    "others' CPU",
-)
-
-
-def _number(value: float | None, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
-def _cells(row: ScenarioResult) -> list[str]:
-    return [
-        row.name,
-        _number(row.calls_per_s),
-        _number(row.decisions_per_s),
-        _number(row.p50_ms, 2),
-        _number(row.p99_ms, 2),
-        str(row.error_count),
-        f"{row.fail_open_share:.1%}" if row.kind is not Kind.REDIS_BENCHMARK else "-",
-        _number(row.vs_echo, 2),
-        _number(row.vs_redis_benchmark, 2),
-        _number(row.server_cpu_us, 1),
-        _number(row.redis_cpu_us, 1),
-        _number(row.others_cores, 2),
-    ]
-
-
-def plain_table(report: BenchReport) -> str:
-    """Columns aligned with spaces, scenario names left, numbers right."""
-    grid = [list(_HEADERS), *(_cells(row) for row in report.scenarios)]
-    widths = [max(len(line[i]) for line in grid) for i in range(len(_HEADERS))]
-    lines = []
-    for index, line in enumerate(grid):
-        cells = [line[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
-        lines.append("  ".join(cells))
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(report: BenchReport) -> str:
-    """A GitHub Markdown table of the same columns, numbers right-aligned."""
-    lines = [
-        "| " + " | ".join(_HEADERS) + " |",
-        "|" + "|".join([":---", *("---:" for _ in _HEADERS[1:])]) + "|",
-    ]
-    lines += ["| " + " | ".join(_cells(row)) + " |" for row in report.scenarios]
-    return "\n".join(lines)
+def _ratio(value: float, baseline: float) -> float | None:
+    return round(value / baseline, 3) if baseline > 0 else None

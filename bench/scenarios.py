@@ -1,194 +1,195 @@
-"""Measuring one scenario: drive a server (or Redis) and turn what was counted into a row.
+"""The gRPC and Redis part: start each server through ``devstack``, drive it, make its rows.
 
-Each scenario runs ``rounds`` times back to back and reports its fastest round, because on
-a shared machine other processes only ever slow a round down. Errors and answer reasons
-are summed over *every* round, so a bad round cannot hide behind a good one.
+Scenarios run one at a time, only the server under test running next to one
+``redis-server``, so they do not compete for the cores:
 
-Besides rates and latencies a row carries CPU microseconds per decision of the server and
-of redis-server, and ``others_cores``: how many cores' worth of CPU processes other than
-the bench's own used during the measured window (0 on a quiet machine; above ~0.25 the
-rates are suspect).
+1. the echo server (``bench.echo_server``), ``ShouldAllow`` and ``ShouldAllowBatch``
+   (baseline A: gRPC alone);
+2. the limiter on its embedded memory backend, ``ShouldAllow`` (gRPC + limiter, no Redis);
+3. the limiter on Redis, ``ShouldAllow`` and ``ShouldAllowBatch`` (the subject);
+4. ``redis-benchmark`` on the fixed-window script, 1 and ``batch_size`` keys per call
+   (baseline B: Redis alone).
+
+Each runs ``rounds`` times and reports its fastest round, since other processes on a
+shared machine only ever slow a round down; errors and reasons are summed over every
+round, so a bad round cannot hide. For the limiter on Redis the row also says how many
+decisions shared one EVALSHA (Redis's ``INFO commandstats``).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
+import dataclasses
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from bench.cpu import MACHINE
-from bench.loadgen import Method
-from bench.options import BenchOptions
-from bench.redis_baseline import run_redis_benchmark
+import redis
+
+from bench.cpu import BENCH, OTHERS, CpuWindow, cores, us_per
+from bench.loadgen import Method, Tally, run_load
+from bench.options import POLICY, BenchOptions
+from bench.redis_baseline import REDIS, evalsha_calls, run_redis_benchmark
 from bench.report import Kind, ScenarioResult
-from bench.servers import RedisHandle
-from limiter_service.policies import parse_window
+from devstack import (
+    ManagedProcess,
+    ProcessGroup,
+    StandaloneRedis,
+    free_port,
+    start_redis,
+    wait_for_tcp,
+)
+from devstack.limiter import start_limiter
 
-__all__ = ["BenchError", "ScenarioRunner"]
+__all__ = ["run_grpc"]
 
-
-class BenchError(RuntimeError):
-    """A scenario could not be measured (the message says which and why)."""
-
-
-def _per_decision_us(seconds: float | None, decisions: int) -> float | None:
-    if seconds is None or decisions <= 0:
-        return None
-    return round(seconds * 1e6 / decisions, 1)
-
-
-def _others_cores(cpu: dict[str, float], window_s: float) -> float | None:
-    """Cores' worth of CPU used by processes other than those in ``cpu`` over the window."""
-    if MACHINE not in cpu or window_s <= 0:
-        return None
-    ours = sum(value for key, value in cpu.items() if key != MACHINE)
-    return round(max(0.0, cpu[MACHINE] - ours) / window_s, 2)
+SERVER = "server"
+_HOST = "127.0.0.1"
+_READY_TIMEOUT_S = 20.0
 
 
-class ScenarioRunner:
-    """Measures scenarios with one set of options and collects their rows in ``rows``."""
+def _policies(options: BenchOptions) -> str:
+    return (
+        f"policies:\n  {POLICY}:\n    limit: {options.policy_limit}\n"
+        f"    window: {options.policy_window}\n    algorithm: fixed_window\n"
+    )
 
-    def __init__(self, options: BenchOptions, redis: RedisHandle) -> None:
+
+def _limiter_env(options: BenchOptions, policies: Path) -> dict[str, str]:
+    env = {"LIMITER_POLICIES": str(policies), "LIMITER_LOG_LEVEL": "WARNING"}
+    env["LIMITER_SHUTDOWN_GRACE_S"] = "1"
+    if options.redis_timeout_ms is not None:
+        env["REDIS_TIMEOUT_MS"] = str(options.redis_timeout_ms)
+    if options.decision_timeout_ms is not None:
+        env["LIMITER_DECISION_TIMEOUT_MS"] = str(options.decision_timeout_ms)
+    return env
+
+
+class _Scenarios:
+    """Measures servers with one set of options, next to one Redis; rows in ``rows``."""
+
+    def __init__(self, options: BenchOptions, server: StandaloneRedis, client: redis.Redis) -> None:
         self.options = options
-        self.redis = redis
+        self.redis = server
+        self.client = client
         self.rows: list[ScenarioResult] = []
 
-    def _load(self, name: str, target: str, method: Method, watch: list[int]) -> dict[str, Any]:
-        """Run ``bench.loadgen`` once against ``target``; its JSON result."""
-        o = self.options
-        batched = method is Method.SHOULD_ALLOW_BATCH
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            f"--target={target}",
-            f"--method={method.value}",
-            f"--concurrency={o.batch_concurrency if batched else o.concurrency}",
-            f"--duration={o.duration_s}",
-            f"--warmup={o.warmup_s}",
-            f"--keys={o.keys}",
-            f"--batch-size={o.batch_size}",
-            f"--timeout={o.call_timeout_s}",
-            f"--procs={o.procs}",
-            *(f"--watch-pid={pid}" for pid in watch),
-        ]
-        limit = o.warmup_s + o.duration_s + o.call_timeout_s + 60.0
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"{name}: load generator still running after {limit:.0f} s") from None
-        if done.returncode != 0:
-            raise BenchError(f"{name}: load generator exited {done.returncode}: {done.stderr}")
-        result: dict[str, Any] = json.loads(done.stdout)
-        return result
-
-    def grpc(
+    def server(
         self,
-        name: str,
-        kind: Kind,
+        process: ManagedProcess,
         target: str,
-        method: Method,
-        server_pid: int,
+        kind: Kind,
+        label: str,
+        methods: tuple[Method, ...],
         *,
         uses_redis: bool = False,
-    ) -> ScenarioResult:
-        """Drive ``target`` with the load generator and record a row. With ``uses_redis``
-        the row also gets Redis's CPU per decision, and ``raw`` how many decisions shared
-        one EVALSHA and how many connections Redis accepted (reconnects after timeouts).
+    ) -> None:
+        """Measure ``methods`` on the server, then stop it. With ``uses_redis`` the rows
+        also get Redis's CPU per decision and its EVALSHA counts."""
+        for method in methods:
+            self.rows.append(self._grpc(process.pid, target, kind, label, method, uses_redis))
+        process.terminate()
 
-        Raises ``BenchError`` when the load generator fails.
-        """
-        redis_pid = self.redis.process.pid
-        self.redis.client.config_resetstat()
-        rounds = [
-            self._load(name, target, method, [server_pid, redis_pid])
+    def _grpc(
+        self, pid: int, target: str, kind: Kind, label: str, method: Method, uses_redis: bool
+    ) -> ScenarioResult:
+        roles = {SERVER: [pid], REDIS: [self.redis.process.pid]}
+        self.client.config_resetstat()
+        tallies = [
+            run_load(target, method, self.options, CpuWindow(roles))
             for _ in range(self.options.rounds)
         ]
-        best = max(rounds, key=lambda result: float(result["decisions_per_s"]))
+        best = max(tallies, key=lambda tally: tally.decisions)
         errors: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
-        for result in rounds:
-            errors.update(result["errors"])
-            reasons.update(result["reasons"])
-        decisions = int(best["decisions"])
-        cpu: dict[str, float] = best["cpu_s"]
-        row = ScenarioResult(
-            name=name,
+        for tally in tallies:
+            errors.update(tally.errors)
+            reasons.update(tally.reasons)
+        raw = {**best.to_json(), "rounds": [_round(tally) for tally in tallies]}
+        if uses_redis:
+            raw.update(self._redis_counts(sum(t.all_calls for t in tallies) * best.batch_size))
+        cpu, window = best.cpu_s, best.window_s
+        return ScenarioResult(
+            name=f"{label} {method.value}"
+            + (f" x{best.batch_size}" if best.batch_size > 1 else ""),
             kind=kind,
-            batch_size=int(best["batch_size"]),
-            calls_per_s=float(best["calls_per_s"]),
-            decisions_per_s=float(best["decisions_per_s"]),
-            p50_ms=best["latency_ms"]["p50"],
-            p99_ms=best["latency_ms"]["p99"],
+            batch_size=best.batch_size,
+            calls_per_s=round(best.calls / window, 1),
+            decisions_per_s=round(best.decisions / window, 1),
+            p50_ms=best.percentile_ms(50),
+            p99_ms=best.percentile_ms(99),
             errors=dict(errors),
             reasons=dict(reasons),
-            server_cpu_us=_per_decision_us(cpu.get(str(server_pid)), decisions),
-            redis_cpu_us=_per_decision_us(cpu.get(str(redis_pid)), decisions)
-            if uses_redis
-            else None,
-            loadgen_cpu_us=_per_decision_us(cpu.get("self"), decisions),
-            others_cores=_others_cores(cpu, float(best["window_s"])),
-            raw=best,
+            server_cpu_us=us_per(cpu.get(SERVER), best.decisions),
+            redis_cpu_us=us_per(cpu.get(REDIS), best.decisions) if uses_redis else None,
+            loadgen_cpu_us=us_per(cpu.get(BENCH), best.decisions),
+            others_cores=cores(cpu.get(OTHERS), window),
+            raw=raw,
         )
-        best["rounds"] = [
-            {
-                "decisions_per_s": r["decisions_per_s"],
-                "p50_ms": r["latency_ms"]["p50"],
-                "p99_ms": r["latency_ms"]["p99"],
-                "error_count": r["error_count"],
-                "others_cores": _others_cores(r["cpu_s"], float(r["window_s"])),
-            }
-            for r in rounds
-        ]
-        if uses_redis:
-            self._redis_counts(best, sum(int(r["all_calls"]) for r in rounds) * row.batch_size)
-        self.rows.append(row)
-        return row
 
-    def _redis_counts(self, raw: dict[str, Any], all_decisions: int) -> None:
-        commands: dict[str, Any] = self.redis.client.info("commandstats")
-        evalsha = int(commands.get("cmdstat_evalsha", {}).get("calls", 0))
-        stats: dict[str, Any] = self.redis.client.info("stats")
-        raw["redis_evalsha_calls"] = evalsha
-        raw["decisions_per_evalsha"] = round(all_decisions / evalsha, 2) if evalsha else None
-        # redis-py drops a connection whose command timed out, so reconnects count the
-        # attempts the limiter gave up on.
-        raw["redis_connections_opened"] = int(stats["total_connections_received"])
+    def _redis_counts(self, all_decisions: int) -> dict[str, Any]:
+        evalsha = evalsha_calls(self.client)
+        stats: dict[str, Any] = self.client.info("stats")
+        return {
+            "redis_evalsha_calls": evalsha,
+            "decisions_per_evalsha": round(all_decisions / evalsha, 2) if evalsha else None,
+            # redis-py drops a connection whose command timed out, so reconnects count the
+            # attempts the limiter gave up on.
+            "redis_connections_opened": int(stats["total_connections_received"]),
+        }
 
-    def redis_benchmark(self, batch_size: int) -> ScenarioResult:
-        """Run ``redis-benchmark`` on the fixed-window script with ``batch_size`` keys per
-        call and record a row (fastest round, decisions = calls x ``batch_size``)."""
-        o = self.options
-        rounds = run_redis_benchmark(
-            self.redis,
-            clients=o.batch_concurrency if batch_size > 1 else o.concurrency,
-            duration_s=o.duration_s,
-            keys=o.keys,
-            limit=o.policy_limit,
-            window_us=parse_window(o.policy_window),
-            batch_size=batch_size,
-            rounds=o.rounds,
-        )
-        best = max(rounds, key=lambda result: result.rps)
-        row = ScenarioResult(
-            name=f"redis-benchmark {best.command}",
-            kind=Kind.REDIS_BENCHMARK,
-            batch_size=batch_size,
-            calls_per_s=best.rps,
-            decisions_per_s=round(best.rps * batch_size, 1),
-            p50_ms=best.p50_ms,
-            p99_ms=best.p99_ms,
-            redis_cpu_us=_per_decision_us(best.redis_cpu_s, best.requests * batch_size),
-            others_cores=best.others_cores,
-            raw={
-                "requests": best.requests,
-                "clients": best.clients,
-                "avg_ms": best.avg_ms,
-                "redis_cpu_s": best.redis_cpu_s,
-                "rounds": [{"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms} for r in rounds],
-            },
-        )
-        self.rows.append(row)
-        return row
+
+def _round(tally: Tally) -> dict[str, Any]:
+    return {
+        "decisions_per_s": round(tally.decisions / tally.window_s, 1),
+        "p50_ms": tally.percentile_ms(50),
+        "p99_ms": tally.percentile_ms(99),
+        "error_count": sum(tally.errors.values()),
+        "others_cores": cores(tally.cpu_s.get(OTHERS), tally.window_s),
+    }
+
+
+def run_grpc(
+    options: BenchOptions, workdir: Path, machine: dict[str, Any]
+) -> tuple[list[ScenarioResult], dict[str, Any]]:
+    """Measure every scenario (processes' logs in ``workdir/logs``); the rows and the
+    settings used. Adds ``redis_server`` (its version) to ``machine``.
+
+    Raises ``devstack.DevstackError`` when a server does not come up, ``TimeoutError``
+    when one does not take a connection, ``RuntimeError`` when redis-benchmark fails;
+    every process started is stopped first.
+    """
+    policies = workdir / "policies.yaml"
+    policies.write_text(_policies(options))
+    env = _limiter_env(options, policies)
+    single, batch = Method.SHOULD_ALLOW, Method.SHOULD_ALLOW_BATCH
+    with ProcessGroup(workdir / "logs") as group:
+        server = start_redis(group, workdir=workdir / "redis", timeout=_READY_TIMEOUT_S)
+        with server.client(decode_responses=True) as client:
+            machine["redis_server"] = str(client.info("server").get("redis_version", "?"))
+            run = _Scenarios(options, server, client)
+            port = free_port(_HOST)
+            argv = [sys.executable, "-m", "bench.echo_server"]
+            echo = group.start("echo", argv, {"LIMITER_LISTEN": f"{_HOST}:{port}"})
+            wait_for_tcp(_HOST, port, _READY_TIMEOUT_S, echo)
+            run.server(echo, f"{_HOST}:{port}", Kind.ECHO, "echo", (single, batch))
+            for backend, methods in (("memory", (single,)), ("redis", (single, batch))):
+                backend_env = {**env, "LIMITER_BACKEND": backend, "REDIS_URL": server.url}
+                name = f"limiter-{backend}"
+                node = start_limiter(group, name, free_port(_HOST), backend_env, host=_HOST)
+                label, redis_backed = f"limiter/{backend}", backend == "redis"
+                run.server(
+                    node.process,
+                    node.address,
+                    Kind.LIMITER,
+                    label,
+                    methods,
+                    uses_redis=redis_backed,
+                )
+            for batch_size in (1, options.batch_size):
+                run.rows.append(run_redis_benchmark(server, options, batch_size))
+    settings = dataclasses.asdict(options)
+    for key in ("output", "workdir", "edge"):
+        del settings[key]
+    settings["limiter_env"] = {k: v for k, v in env.items() if k != "LIMITER_POLICIES"}
+    return run.rows, settings

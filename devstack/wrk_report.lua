@@ -1,5 +1,5 @@
 -- wrk script of the end-to-end tests (tests/e2e/load.py) and the edge bench
--- (bench/edge_wrk.py): counts every response by status and the 200s that lack a RateLimit
+-- (bench/edge/wrk.py): counts every response by status and the 200s that lack a RateLimit
 -- header (on a limited path: answered by the failure mode, not decided), then prints one
 -- line: WRK_RESULT {json}.
 -- Globals, not locals: done() reads each thread's copy with thread:get().

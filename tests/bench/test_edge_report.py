@@ -1,4 +1,4 @@
-"""Unit: the edge section's parsing, rows, ratios and options; no processes, no network."""
+"""Unit: the end-to-end part's wrk parsing, rows, ratios and verdict; no processes."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import json
 
 import pytest
 
-from bench.edge_report import BASELINE, HEALTH, LIMITED, OURS, EdgeReport, EdgeRow, markdown
-from bench.edge_wrk import WrkResult
-from bench.limits_app import storage_uri
-from bench.options import parse_args
+from bench.edge.limits_app import storage_uri
+from bench.edge.report import BASELINE, HEALTH, LIMITED, OURS, EdgeReport, EdgeRow
+from bench.edge.wrk import parse_report
 
 
-def _wrk_line(**overrides: object) -> str:
+def _wrk_output(**overrides: object) -> str:
     data: dict[str, object] = {
         "statuses": {"200": 900, "429": 100},
         "missing_ratelimit": 45,
@@ -33,32 +32,32 @@ def _wrk_line(**overrides: object) -> str:
     return "Running 2s test\nWRK_RESULT " + json.dumps(data) + "\n"
 
 
-def test_wrk_report_is_parsed() -> None:
-    result = WrkResult.parse(_wrk_line(), cpu_s=0.5)
-    assert result.rps == 500
-    assert result.statuses == {200: 900, 429: 100}
-    assert result.non_2xx == 100
-    assert result.socket_errors == 3
-    assert (result.p50_ms, result.p99_ms) == (1.5, 9.0)
-
-
 def test_wrk_output_without_report_is_refused() -> None:
     with pytest.raises(ValueError, match="WRK_RESULT"):
-        WrkResult.parse("Running 2s test\n", cpu_s=0.0)
+        parse_report("Running 2s test\n")
+
+
+def test_row_from_wrk_report() -> None:
+    row = EdgeRow.from_wrk(BASELINE, LIMITED, parse_report(_wrk_output()), (2.0, {}), 7)
+    assert row.rps == 500 and row.decided_per_s == 500
+    assert row.statuses == {200: 900, 429: 100} and row.non_2xx == 100
+    assert row.socket_errors == 3
+    assert (row.p50_ms, row.p90_ms, row.p99_ms) == (1.5, 3.0, 9.0)
+    assert row.to_json()["statuses"] == {"200": 900, "429": 100}
 
 
 def _row(side: str, path: str, requests: int = 1000, missing: int = 45) -> EdgeRow:
-    result = WrkResult.parse(
-        _wrk_line(
+    report = parse_report(
+        _wrk_output(
             requests=requests,
             missing_ratelimit=missing,
             statuses={"200": requests},
             read=0,
             timeout=0,
-        ),
-        cpu_s=0.2,
+        )
     )
-    return EdgeRow.from_wrk(side, path, result, 2.0, {"nginx": 0.1, "wrk": 0.2}, 250)
+    cpu = (2.0, {"nginx": 0.1, "wrk": 0.2, "others": 0.2})
+    return EdgeRow.from_wrk(side, path, report, cpu, 250)
 
 
 def test_fail_open_is_counted_on_our_limited_path_only() -> None:
@@ -80,35 +79,25 @@ def test_ratios_are_ours_over_the_baseline() -> None:
     ]
     report = EdgeReport({}, {}, rows)
     ratios = report.ratios()
-    assert ratios["limited_rps"] == 0.8
-    assert ratios["limited_decided"] == 0.8
-    assert ratios["health_rps"] is None  # no baseline /health row
+    assert ratios == {"limited_rps": 0.8, "limited_decided": 0.8, "health_rps": None}
     assert report.to_json()["ratios"] == ratios
-    assert markdown(report.results_grid()).startswith("| scenario | req/s |")
+    assert report.results_grid()[0][:2] == ["scenario", "req/s"]
+    cpu = report.cpu_grid()
+    assert [line[0] for line in cpu] == ["CPU us/request", "nginx", "wrk", "others", "busy cores"]
+    assert cpu[-1][1:] == ["0.25"] * 3  # 0.5 CPU seconds over a 2 s window
 
 
-def test_errors_fail_the_section() -> None:
+def test_errors_fail_the_part() -> None:
     clean = EdgeReport({}, {}, [_row(BASELINE, HEALTH)])
-    assert not clean.failed
-    result = WrkResult.parse(_wrk_line(), cpu_s=0.0)  # 429s and socket errors
-    broken = EdgeReport({}, {}, [EdgeRow.from_wrk(OURS, LIMITED, result, 2.0, {}, None)])
+    assert not clean.failed and not clean.caveats()
+    report = parse_report(_wrk_output())  # 429s and socket errors
+    broken = EdgeReport({}, {}, [EdgeRow.from_wrk(OURS, LIMITED, report, (2.0, {}), None)])
     assert broken.failed
-    assert any("socket errors" in note for note in broken.caveats())
+    notes = broken.caveats()
+    assert any("socket errors" in note for note in notes)
+    assert any("fail-open" in note for note in notes)
 
 
 def test_storage_uri_encodes_the_password() -> None:
     assert storage_uri("h:1,h:2", "mymaster", "") == "async+redis+sentinel://h:1,h:2/mymaster"
     assert storage_uri("h:1", "m", "p@ss/w") == "async+redis+sentinel://:p%40ss%2Fw@h:1/m"
-
-
-def test_edge_flags() -> None:
-    assert parse_args([]).edge is not None and parse_args([]).grpc
-    assert parse_args(["--no-edge"]).edge is None
-    only = parse_args(["--edge-only", "--edge-duration=3"])
-    assert not only.grpc and only.edge is not None and only.edge.duration_s == 3
-    quick = parse_args(["--quick"]).edge
-    assert quick is not None and quick.duration_s == 1
-    with pytest.raises(SystemExit):
-        parse_args(["--no-edge", "--edge-only"])
-    with pytest.raises(SystemExit):
-        parse_args(["--edge-threads=8", "--edge-connections=4"])

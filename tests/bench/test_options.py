@@ -1,0 +1,42 @@
+"""Unit: ``python -m bench``'s options."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.options import QUICK, BenchOptions, EdgeOptions, parse_args
+
+
+def test_defaults_run_both_parts() -> None:
+    assert parse_args([]) == BenchOptions()
+    assert BenchOptions().edge == EdgeOptions()
+
+
+def test_quick_shortens_everything_but_explicit_values_win() -> None:
+    options = parse_args(["--quick", "--rounds=3", "--edge-duration=2"])
+    assert options.quick and options.duration_s == QUICK.duration_s and options.rounds == 3
+    assert options.edge == EdgeOptions(duration_s=2, warmup_s=1)
+
+
+def test_edge_flags() -> None:
+    assert parse_args(["--no-edge"]).edge is None
+    only = parse_args(["--edge-only", "--edge-warmup=0", "--edge-limiter-timeout-ms=200"])
+    assert not only.grpc and only.edge == EdgeOptions(warmup_s=0, limiter_timeout_ms=200)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--no-edge", "--edge-only"],
+        ["--edge-threads=8", "--edge-connections=4"],
+        ["--duration=0"],
+        ["--warmup=-1"],
+        ["--keys=10", "--batch-size=20"],
+        ["--batch-size=1001", "--keys=2000"],
+        ["--concurrency=0"],
+    ],
+)
+def test_invalid_options_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2

@@ -1,0 +1,122 @@
+"""Integration: ``python -m bench`` in its shortest forms, end to end on real processes.
+
+One test per part: the gRPC / Redis part (redis-server, the echo server, the limiter,
+redis-benchmark) and the end-to-end part (Nginx, API, limiter, ``limits`` baseline and a
+Redis Sentinel set). Each asserts the figures the README quotes are there and sane.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.errors import DevstackError
+from devstack.nginx import find_nginx
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _missing(*binaries: str) -> bool:
+    return None in (shutil.which(name) for name in binaries)
+
+
+def _no_nginx() -> bool:
+    try:
+        find_nginx()
+    except DevstackError:
+        return True
+    return False
+
+
+def _bench(tmp_path: Path, *args: str) -> tuple[str, dict[str, Any]]:
+    """Run the bench with ``args``; its stdout and its JSON results. Fails the test unless
+    it exits 0 (every scenario measured something, without errors)."""
+    output = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args, f"--output={output}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results: dict[str, Any] = json.loads(output.read_text())
+    return done.stdout, results
+
+
+@pytest.mark.skipif(_missing("redis-server", "redis-benchmark"), reason="no redis tools")
+def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
+    stdout, results = _bench(tmp_path, "--quick", "--no-edge")
+    assert "| scenario | calls/s |" in stdout  # the Markdown table
+    assert results["edge"] is None
+    assert results["machine"]["cpu_count"] >= 1 and results["machine"]["redis_server"]
+    rows = {row["name"]: row for row in results["scenarios"]}
+    assert list(rows) == [
+        "echo ShouldAllow",
+        "echo ShouldAllowBatch x100",
+        "limiter/memory ShouldAllow",
+        "limiter/redis ShouldAllow",
+        "limiter/redis ShouldAllowBatch x100",
+        "redis-benchmark EVALSHA fixed_window.lua, 1 key",
+        "redis-benchmark EVALSHA fixed_window.lua, 100 keys",
+    ]
+    for name, row in rows.items():
+        assert row["decisions_per_s"] > 0 and row["calls_per_s"] > 0, name
+        assert row["error_count"] == 0, (name, row["errors"])
+        assert 0 < row["p50_ms"] <= row["p99_ms"], name
+        assert row["others_cores"] is not None, name
+        grpc = row["kind"] != "redis-benchmark"
+        assert (row["server_cpu_us"] is not None) == grpc, name
+        assert (row["vs_echo"] is not None) == (row["kind"] == "limiter"), name
+
+    for name in ("echo ShouldAllowBatch x100", "limiter/redis ShouldAllowBatch x100"):
+        assert rows[name]["decisions_per_s"] == pytest.approx(100 * rows[name]["calls_per_s"])
+    decided = rows["limiter/redis ShouldAllow"]
+    assert set(decided["reasons"]) == {"REASON_WITHIN_LIMIT"}
+    assert decided["redis_cpu_us"] > 0 and decided["cpu_vs_echo"] > 0
+    assert decided["vs_redis_benchmark"] is not None
+    assert rows["limiter/redis ShouldAllowBatch x100"]["raw"]["decisions_per_evalsha"] >= 1
+    assert rows["redis-benchmark EVALSHA fixed_window.lua, 1 key"]["redis_cpu_us"] > 0
+
+
+@pytest.mark.skipif(
+    _missing("redis-server", "redis-sentinel", "wrk") or _no_nginx(),
+    reason="redis-server, redis-sentinel, wrk or nginx not installed",
+)
+def test_edge_part_measures_both_sides(tmp_path: Path) -> None:
+    args = ("--edge-only", "--edge-duration=1", "--edge-warmup=0")
+    stdout, results = _bench(tmp_path, *args)
+    assert "| scenario | req/s |" in stdout and "| CPU us/request |" in stdout
+    assert results["scenarios"] == []  # --edge-only: no gRPC scenario ran
+    edge = results["edge"]
+    assert edge["settings"]["duration_s"] == 1
+    rows = {row["name"]: row for row in edge["scenarios"]}
+    assert list(rows) == [
+        "ours /limited_endpoint",
+        "baseline /limited_endpoint",
+        "ours /health",
+        "baseline /health",
+    ]
+    for name, row in rows.items():
+        assert row["rps"] > 0, name
+        assert row["socket_errors"] == 0 and row["non_2xx"] == 0, (name, row["statuses"])
+        assert row["p50_ms"] <= row["p99_ms"], name
+        assert row["cpu_s"]["nginx"] > 0 and row["cpu_s"]["API replicas"] > 0, name
+        assert row["cpu_us_per_request"]["wrk"] > 0, name
+
+    ours, theirs = rows["ours /limited_endpoint"], rows["baseline /limited_endpoint"]
+    assert isinstance(ours["fail_open"], int) and theirs["fail_open"] is None
+    assert ours["decided_per_s"] > 0 and theirs["decided_per_s"] > 0
+    # Both sides counted in Redis: every decision went through an EVALSHA.
+    assert ours["redis_evalsha"] > 0 and theirs["redis_evalsha"] > 0
+    assert ours["cpu_s"]["limiters"] > 0
+    assert edge["ratios"]["limited_rps"] > 0 and edge["ratios"]["health_rps"] > 0
