@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: run test lint bench proto stack system-deps venv format clean wheels
 
@@ -43,7 +44,7 @@ proto: $(STAMP)
 
 ## Throughput and latency against real Redis, side by side with baselines.
 bench: $(STAMP) system-deps
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 ## The full topology as local processes: Redis + sentinels, limiters, APIs, Nginx.
 stack: $(STAMP) system-deps

@@ -4,8 +4,6 @@ topology, and the whole stack (``Stack``: Redis, limiters, APIs, Nginx).
 Import from here; the submodules are the implementation.
 """
 
-from pathlib import Path
-
 from devstack.api import REPO_ROOT, ApiNode, start_api, wait_api
 from devstack.errors import (
     DeadlineExceededError,
@@ -23,9 +21,7 @@ from devstack.redis_topology import NodeHandle, RedisTopology
 from devstack.stack import Stack
 from devstack.stack_config import StackConfig
 from devstack.waiting import wait_until
-
-WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
-"""wrk script counting statuses and 200s without RateLimit headers (prints WRK_RESULT json)."""
+from devstack.wrk import WRK_SCRIPT, parse_wrk_report
 
 __all__ = [
     "REPO_ROOT",
@@ -47,6 +43,7 @@ __all__ = [
     "UnknownNodeError",
     "free_port",
     "free_ports",
+    "parse_wrk_report",
     "start_api",
     "start_limiter",
     "start_redis",

@@ -8,31 +8,17 @@ around ``run_wrk`` counts its CPU.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from typing import Any
 
 from bench.options import EdgeOptions
-from devstack import WRK_SCRIPT
+from devstack.wrk import WRK_SCRIPT, parse_wrk_report
 
-__all__ = ["parse_report", "run_wrk"]
+__all__ = ["run_wrk"]
 
-_MARK = "WRK_RESULT "
 # wrk stops on its own after its duration; this only bounds a wrk that hangs.
 _EXIT_SLACK_S = 30.0
-
-
-def parse_report(output: str) -> dict[str, Any]:
-    """The script's report in wrk's ``output``: ``requests``, ``duration_us``, ``statuses``
-    (status text: count), ``missing_ratelimit`` (200s without a ``RateLimit`` header),
-    socket errors (``connect``, ``read``, ``write``, ``timeout``), ``p50_us`` ... ``max_us``.
-    Raises ``ValueError`` when the line is missing or malformed."""
-    lines = [line for line in output.splitlines() if line.startswith(_MARK)]
-    if not lines:
-        raise ValueError(f"wrk printed no {_MARK.strip()} line:\n{output}")
-    report: dict[str, Any] = json.loads(lines[-1][len(_MARK) :])
-    return report
 
 
 def run_wrk(url: str, options: EdgeOptions, duration_s: int) -> dict[str, Any]:
@@ -53,4 +39,4 @@ def run_wrk(url: str, options: EdgeOptions, duration_s: int) -> dict[str, Any]:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited {done.returncode}: {done.stderr or done.stdout}")
-    return parse_report(done.stdout)
+    return parse_wrk_report(done.stdout)

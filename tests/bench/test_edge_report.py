@@ -8,7 +8,7 @@ import pytest
 
 from bench.edge.limits_app import storage_uri
 from bench.edge.report import BASELINE, HEALTH, LIMITED, OURS, EdgeReport, EdgeRow
-from bench.edge.wrk import parse_report
+from devstack.wrk import parse_wrk_report as parse_report
 
 
 def _wrk_output(**overrides: object) -> str:

@@ -9,7 +9,6 @@ is what recovery times are measured on.
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -18,12 +17,11 @@ from types import TracebackType
 
 import httpx
 
-from devstack import WRK_SCRIPT, ManagedProcess, ProcessGroup
+from devstack import WRK_SCRIPT, ManagedProcess, ProcessGroup, parse_wrk_report
 
 __all__ = ["LoadResult", "Probe", "ProbeAnswer", "Wrk", "find_wrk"]
 
 _SCRIPT = WRK_SCRIPT
-_MARK = "WRK_RESULT "
 
 
 def find_wrk() -> str | None:
@@ -116,9 +114,8 @@ class Wrk:
         with self.process.log_path.open("rb") as log:
             log.seek(self._log_start)
             output = log.read().decode(errors="replace")
-        lines = [line for line in output.splitlines() if line.startswith(_MARK)]
-        assert code == 0 and lines, f"wrk exited {code} without a report:\n{output}"
-        data = json.loads(lines[-1][len(_MARK) :])
+        assert code == 0, f"wrk exited {code}:\n{output}"
+        data = parse_wrk_report(output)
         return LoadResult(
             statuses={int(status): int(n) for status, n in data["statuses"].items()},
             uncounted=int(data["missing_ratelimit"]),
