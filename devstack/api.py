@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.processes import ManagedProcess, ProcessGroup
+from devstack.processes import ProcessGroup, ServiceNode
 from devstack.waiting import wait_until
 
 __all__ = ["REPO_ROOT", "ApiNode", "start_api", "wait_api"]
@@ -20,17 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
-class ApiNode:
+class ApiNode(ServiceNode):
     """A running API replica and where it listens."""
-
-    process: ManagedProcess
-    host: str
-    port: int
-
-    @property
-    def address(self) -> str:
-        """``host:port``, as an Nginx upstream server."""
-        return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devstack.processes import ManagedProcess, ProcessGroup
+from devstack.processes import ProcessGroup, ServiceNode
 from devstack.waiting import wait_until
 
 __all__ = ["SERVING", "LimiterNode", "start_limiter", "wait_limiter"]
@@ -18,16 +18,8 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 @dataclass(frozen=True)
-class LimiterNode:
+class LimiterNode(ServiceNode):
     """A running limiter and where it listens."""
-
-    process: ManagedProcess
-    host: str
-    port: int
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
     def health(self, service: str = "", timeout: float = 1.0) -> int:
         """The ``grpc.health.v1`` status for ``service`` (raises ``grpc.RpcError``)."""

@@ -15,10 +15,11 @@ import signal as signals
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from devstack.errors import DeadlineExceededError
+from devstack.lifecycle import StopsOnExit
 from devstack.waiting import wait_until
 
 __all__ = ["ManagedProcess", "ProcessGroup", "wait_for_tcp"]
@@ -169,7 +170,21 @@ def wait_for_tcp(
     )
 
 
-class ProcessGroup:
+@dataclass(frozen=True)
+class ServiceNode:
+    """A running process and the ``host:port`` it serves on."""
+
+    process: ManagedProcess
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (an Nginx upstream server, a gRPC target)."""
+        return f"{self.host}:{self.port}"
+
+
+class ProcessGroup(StopsOnExit):
     """Processes started together and stopped together, in reverse start order.
 
     Use as a context manager, or call ``stop()``; both are safe to repeat. Logs go to
@@ -180,17 +195,6 @@ class ProcessGroup:
         self._log_dir = log_dir
         self._stop_timeout = stop_timeout
         self._processes: list[ManagedProcess] = []
-
-    def __enter__(self) -> ProcessGroup:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def log_dir(self) -> Path:

@@ -12,11 +12,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
 from devstack.errors import DeadlineExceededError, DevstackError, UnknownNodeError
+from devstack.lifecycle import StopsOnExit
 from devstack.ports import free_ports
 from devstack.processes import ManagedProcess, ProcessGroup, wait_for_tcp
 from devstack.redis_config import check_token, data_node_config, sentinel_config
@@ -54,7 +54,7 @@ class NodeHandle:
     process: ManagedProcess
 
 
-class RedisTopology:
+class RedisTopology(StopsOnExit):
     """Start, inspect, break and stop a Sentinel-managed Redis deployment.
 
     Nothing runs until ``start()`` (or entering the ``with`` block). ``password`` is
@@ -102,14 +102,6 @@ class RedisTopology:
         if not self._data_nodes:
             self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def password(self) -> str:

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
 from devstack.api import ApiNode, start_api, wait_api
 from devstack.errors import DevstackError, UnknownNodeError
+from devstack.lifecycle import StopsOnExit
 from devstack.limiter import LimiterNode, start_limiter
 from devstack.nginx import NginxNode, start_nginx
 from devstack.processes import ManagedProcess, ProcessGroup
@@ -40,7 +40,7 @@ __all__ = ["Stack"]
 T = TypeVar("T")
 
 
-class Stack:
+class Stack(StopsOnExit):
     """Start, inspect, break and stop the local stack.
 
     Nothing runs until ``start()`` (or entering the ``with`` block); ``stop()`` (or leaving
@@ -63,14 +63,6 @@ class Stack:
         if self._topology is None:
             self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- accessors -------------------------------------------------------------------
 
