@@ -21,6 +21,8 @@ class FallbackLog:
         self._mode = mode
         self._clock = clock
         self.total = 0
+        #: ``clock()`` of the latest fallback (``None``: none yet); health reads it.
+        self.last_at: float | None = None
         self._in_outage = False
         self._unreported = 0
         self._outage_count = 0
@@ -30,7 +32,7 @@ class FallbackLog:
         """``count`` decisions were answered by the failure mode because of ``cause``."""
         self.total += count
         self._outage_count += count
-        now = self._clock()
+        now = self.last_at = self._clock()
         if not self._in_outage:
             self._in_outage = True
             self._last_report = now

@@ -1,50 +1,92 @@
-"""``grpc.health.v1.Health`` that follows the backend.
+"""``grpc.health.v1.Health`` that says whether decisions succeed.
 
-A background task pings the backend about once per interval and sets ``SERVING`` for ``""``
-and ``ratelimit.v1.RateLimiter`` while it answers, ``NOT_SERVING`` while it does not, and
-logs each change. The servicer itself is grpcio-health-checking's.
+About once per interval a background task re-checks the backend (for Sentinel: asks the
+sentinels and confirms the master) and then runs the real decision path on a reserved key
+(``<prefix>:{__health__}:fw``): one round trip carrying a dry run and a write of one unit,
+with a TTL like every key. ``SERVING`` (for ``""`` and ``ratelimit.v1.RateLimiter``) means
+that probe succeeded and no decision in the last interval was answered by the failure mode;
+anything else is ``NOT_SERVING``. So a master that answers PING but refuses writes
+(NOREPLICAS, a demoted master, OOM, an expired master lease) is reported. Each change is
+logged with its cause. The servicer itself is grpcio-health-checking's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from grpc_health.v1 import health, health_pb2
 
 from limiter_service.backends.base import Backend
+from limiter_service.decision import US_PER_SECOND, Algorithm, Hit, Policy
 from limiter_service.errors import BackendUnavailable
+from limiter_service.timeouts import patient_timeout
 from ratelimit_client import proto
 
 log = logging.getLogger(__name__)
 SERVICES = ("", proto.SERVICE_NAME)
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# The probe's own policy: never denies in practice, a one-second window keeps its key short-lived.
+PROBE_POLICY = Policy("__health__", 1 << 30, US_PER_SECOND, Algorithm.FIXED_WINDOW, 1 << 30)
+
+
+def probe_hits(key_prefix: str) -> list[Hit]:
+    """A dry run and a one-unit write on the reserved health key."""
+    key = f"{key_prefix}:{{__health__}}:fw"
+    return [Hit(key, PROBE_POLICY, 1, True), Hit(key, PROBE_POLICY, 1, False)]
 
 
 class HealthReporter:
-    """Owns the health servicer and the task that keeps it truthful."""
+    """Owns the health servicer and the task that keeps it truthful.
 
-    def __init__(self, backend: Backend, interval_s: float, timeout_s: float) -> None:
+    ``last_fallback`` returns the ``time.monotonic()`` of the latest failure-mode answer
+    (``None`` when there was none); one within the last interval counts against SERVING.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        interval_s: float,
+        timeout_s: float,
+        key_prefix: str,
+        last_fallback: Callable[[], float | None] = lambda: None,
+    ) -> None:
         self.servicer = health.aio.HealthServicer()
         self._backend = backend
         self._interval_s = interval_s
         self._timeout_s = timeout_s
+        self._hits = probe_hits(key_prefix)
+        self._last_fallback = last_fallback
         self._task: asyncio.Task[None] | None = None
         self.serving: bool | None = None
 
-    async def check_once(self) -> bool:
-        """Ping the backend once and publish the result; returns whether it answered."""
+    async def _problem(self) -> str | None:
+        """Why decisions would not succeed now, or ``None``."""
         loop = asyncio.get_running_loop()
+        started = time.monotonic()  # the failure-mode log's clock
+        await self._backend.refresh(loop.time() + self._timeout_s)
+        deadline = loop.time() + self._timeout_s
         try:
-            await self._backend.ping(loop.time() + self._timeout_s)
-            ok = True
-        except BackendUnavailable as exc:
-            ok = False
-            if self.serving is not False:
-                log.warning("health: NOT_SERVING, backend does not answer: %s", exc)
+            async with patient_timeout(self._timeout_s):
+                await self._backend.decide(self._hits, deadline)
+        except (BackendUnavailable, TimeoutError) as exc:
+            return f"a probe decision failed: {exc or 'no answer in time'}"
+        last = self._last_fallback()
+        if last is not None and last >= started - self._interval_s:
+            return "the failure mode answered a decision in the last interval"
+        return None
+
+    async def check_once(self) -> bool:
+        """Probe once and publish the result; returns whether decisions succeed."""
+        problem = await self._problem()
+        ok = problem is None
+        if not ok and self.serving is not False:
+            log.warning("health: NOT_SERVING, %s", problem)
         if ok and self.serving is False:
-            log.info("health: SERVING again, backend answers")
+            log.info("health: SERVING again, decisions succeed")
         if ok != self.serving:
             self.serving = ok
             for service in SERVICES:

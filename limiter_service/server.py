@@ -84,6 +84,8 @@ async def serve(settings: Settings) -> None:
         limiter.backend,
         interval_s=settings.health_interval_ms / 1000,
         timeout_s=max(settings.redis_timeout_ms / 1000, 0.05),
+        key_prefix=settings.key_prefix,
+        last_fallback=lambda: limiter.fallbacks.last_at,
     )
     server = grpc.aio.server(
         options=[

@@ -16,14 +16,15 @@ class Backend(Protocol):
     round trip to shared storage. It starts no new attempt after the monotonic ``deadline``
     (the event loop's clock, seconds) and then raises ``BackendUnavailable``; one attempt may
     overrun the deadline by at most its own timeout, so callers bound their own wait. It
-    never raises anything else for storage trouble. ``ping`` checks that ``decide`` could
-    currently succeed.
+    never raises anything else for storage trouble. ``refresh`` re-checks where the storage
+    is (for Sentinel: asks the sentinels, confirms the master) and never raises; the health
+    check calls it, then runs a real ``decide``.
     """
 
     description: str
 
     async def decide(self, hits: Sequence[Hit], deadline: float) -> list[Verdict]: ...
 
-    async def ping(self, deadline: float) -> None: ...
+    async def refresh(self, deadline: float) -> None: ...
 
     async def close(self) -> None: ...

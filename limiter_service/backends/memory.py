@@ -54,7 +54,7 @@ class MemoryBackend:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def ping(self, deadline: float) -> None:
+    async def refresh(self, deadline: float) -> None:
         return None
 
     async def close(self) -> None:

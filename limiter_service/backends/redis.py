@@ -56,25 +56,17 @@ class RedisBackend:
         )
         return complete(verdicts)
 
-    async def ping(self, deadline: float) -> None:
-        """Re-check the master's address, then PING it once (no retries)."""
-
-        async def once(client: aioredis.Redis) -> None:
-            await client.ping()
-
+    async def refresh(self, deadline: float) -> None:
+        """Re-check the master (never raises; what it finds shows in the next decision)."""
         left = deadline - asyncio.get_running_loop().time()
         with contextlib.suppress(TimeoutError, RedisError, OSError):
-            async with patient_timeout(left / 2):
+            async with patient_timeout(left):
                 await self._connector.refresh()
-
-        await self._with_retries(deadline, 0, once, retry=False)
 
     async def close(self) -> None:
         await self._connector.close()
 
-    async def _with_retries(
-        self, deadline: float, decisions: int, attempt: Any, retry: bool = True
-    ) -> None:
+    async def _with_retries(self, deadline: float, decisions: int, attempt: Any) -> None:
         """Run ``attempt(client)`` until it succeeds, retrying what a retry can fix until
         ``deadline``. An attempt may take the attempt timeout plus ``_PER_DECISION_S`` for
         each decision it carries (Redis runs a big batch's script for a while)."""
@@ -104,8 +96,6 @@ class RedisBackend:
                 last = exc
                 if client is not None:
                     await self._connector.failed(client, exc)
-                if not retry:
-                    raise BackendUnavailable(f"redis did not answer: {exc!r}") from exc
             pause = min(_RETRY_PAUSE_S, deadline - loop.time())
             if pause > 0:
                 await asyncio.sleep(pause)

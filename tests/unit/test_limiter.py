@@ -37,7 +37,7 @@ class RecordingBackend:
             await asyncio.sleep(3600)
         return await self.inner.decide(hits, deadline)
 
-    async def ping(self, deadline: float) -> None:
+    async def refresh(self, deadline: float) -> None:
         return None
 
     async def close(self) -> None:
