@@ -29,6 +29,7 @@ from limiter_service.limiter import Limiter
 from limiter_service.policies import PolicySet, default_policies, load_policies
 from limiter_service.reflection import enable_reflection
 from limiter_service.settings import BackendKind, Settings, load_settings
+from limiter_service.tls import reload_handler, server_tls
 from ratelimit_client import proto
 
 log = logging.getLogger("limiter_service")
@@ -53,6 +54,7 @@ def build_backend(settings: Settings) -> Backend:
             settings.sentinel_password.get_secret_value(),
             timeout_s,
             settings.redis_max_connections,
+            lease_s=settings.master_lease_s,
         )
     return RedisBackend(connector, timeout_s)
 
@@ -79,6 +81,7 @@ def build_limiter(settings: Settings) -> Limiter:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then drain in-flight RPCs and return."""
+    tls = server_tls(settings)
     limiter = build_limiter(settings)
     health = HealthReporter(
         limiter.backend,
@@ -95,9 +98,13 @@ async def serve(settings: Settings) -> None:
     )
     RateLimiterService(limiter).add_to(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    enable_reflection(server, (proto.SERVICE_NAME, "grpc.health.v1.Health"))
+    if settings.reflection:
+        enable_reflection(server, (proto.SERVICE_NAME, "grpc.health.v1.Health"))
     try:
-        server.add_insecure_port(settings.listen)
+        if tls is None:
+            server.add_insecure_port(settings.listen)
+        else:
+            server.add_secure_port(settings.listen, tls.credentials())
     except RuntimeError:
         raise ConfigError(
             f"LIMITER_LISTEN: cannot listen on {settings.listen} (in use, or not an address)"
@@ -123,6 +130,8 @@ async def serve(settings: Settings) -> None:
                     for p in limiter.policies
                 ],
                 "failure_mode": settings.failure_mode.value,
+                "tls": "off" if tls is None else tls.files.mode,
+                "reflection": settings.reflection,
             }
         )
     )
@@ -130,6 +139,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_handler(tls))
     await stop.wait()
     log.info("stopping: finishing in-flight RPCs (grace %.1fs)", settings.shutdown_grace_s)
     await health.shutdown()

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         10.0, ge=0, le=600, validation_alias=_env("LIMITER_SHUTDOWN_GRACE_S")
     )
     log_level: str = Field("INFO", validation_alias=_env("LIMITER_LOG_LEVEL"))
+    master_lease_ms: int | None = Field(
+        None, ge=100, le=600_000, validation_alias=_env("LIMITER_MASTER_LEASE_MS")
+    )
+    tls_cert: Path | None = Field(None, validation_alias=_env("LIMITER_TLS_CERT"))
+    tls_key: Path | None = Field(None, validation_alias=_env("LIMITER_TLS_KEY"))
+    tls_client_ca: Path | None = Field(None, validation_alias=_env("LIMITER_TLS_CLIENT_CA"))
+    reflection: bool = Field(True, validation_alias=_env("LIMITER_REFLECTION"))
 
     @field_validator("sentinel_hosts", mode="before")
     @classmethod
@@ -78,6 +85,11 @@ class Settings(BaseSettings):
             hosts.append((host.strip("[]"), int(port)))
         return hosts
 
+    @field_validator("tls_cert", "tls_key", "tls_client_ca", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("key_prefix")
     @classmethod
     def _no_hash_tag(cls, value: str) -> str:
@@ -91,6 +103,12 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
+
+    @property
+    def master_lease_s(self) -> float:
+        """``LIMITER_MASTER_LEASE_MS`` in seconds; unset: twice the health interval."""
+        lease_ms = self.master_lease_ms or 2 * self.health_interval_ms
+        return lease_ms / 1000
 
     def resolved_backend(self) -> BackendKind:
         """``auto`` picks sentinel when SENTINEL_HOSTS is set, else redis when REDIS_URL is
@@ -118,4 +136,8 @@ def load_settings() -> Settings:
         raise ConfigError("LIMITER_BACKEND=sentinel needs SENTINEL_HOSTS=host:port,...")
     if kind is BackendKind.REDIS and not settings.redis_url:
         raise ConfigError("LIMITER_BACKEND=redis needs REDIS_URL=redis://host:port/db")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("LIMITER_TLS_CERT and LIMITER_TLS_KEY: set both (TLS) or neither")
+    if settings.tls_client_ca is not None and settings.tls_cert is None:
+        raise ConfigError("LIMITER_TLS_CLIENT_CA needs LIMITER_TLS_CERT and LIMITER_TLS_KEY")
     return settings

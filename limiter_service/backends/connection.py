@@ -9,13 +9,16 @@ than fail with "too many connections".
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import logging
+from typing import Any, NamedTuple, Protocol
 
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import DataError
+
+log = logging.getLogger(__name__)
 
 
 class Connector(Protocol):
@@ -71,6 +74,49 @@ def make_client(pool: aioredis.BlockingConnectionPool) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
 
+class MasterView(NamedTuple):
+    """What a node says of itself: its ``ROLE`` (``master``, ``slave``, ...) and ``run_id``
+    (new on every start of the process)."""
+
+    role: str
+    run_id: str
+
+
+async def inspect(client: aioredis.Redis) -> MasterView:
+    """``ROLE`` and ``INFO server``'s run_id, in one round trip (redis errors propagate)."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.execute_command("ROLE")
+        pipe.info("server")
+        role_reply, info = await pipe.execute()
+    role = role_reply[0]
+    return MasterView(role.decode() if isinstance(role, bytes) else str(role), str(info["run_id"]))
+
+
+class RestartWatch:
+    """Notices that the master at an unchanged address restarted (its run_id changed):
+    counters written since its last persistence are gone. Logs and counts it."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.restarts = 0
+
+    def forget(self) -> None:
+        """The address changed: a new run_id is expected, not a restart."""
+        self.run_id = None
+
+    def saw(self, run_id: str, address: str) -> None:
+        if self.run_id is not None and run_id != self.run_id:
+            self.restarts += 1
+            log.warning(
+                "redis master %s restarted (run_id %s -> %s): increments after its last "
+                "AOF write are lost (about 1 s at most with appendfsync everysec)",
+                address,
+                self.run_id[:8],
+                run_id[:8],
+            )
+        self.run_id = run_id
+
+
 class StaticConnector:
     """A fixed Redis URL; reconnection is left to the pool."""
 
@@ -85,6 +131,8 @@ class StaticConnector:
         safe = pool.connection_kwargs
         self.description = f"redis {safe.get('host', '?')}:{safe.get('port', '?')}"
 
+        self.restarts = RestartWatch()
+
     async def client(self) -> aioredis.Redis:
         return self._client
 
@@ -92,7 +140,9 @@ class StaticConnector:
         return None
 
     async def refresh(self) -> None:
-        return None
+        """Notice a restart of the server (there is no failover to follow)."""
+        view = await inspect(self._client)
+        self.restarts.saw(view.run_id, self.description)
 
     async def close(self) -> None:
         await self._client.aclose(close_connection_pool=True)

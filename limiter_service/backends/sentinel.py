@@ -5,12 +5,23 @@ master's address, keeps one client for it, and replaces that client when a failu
 look again and the sentinels name another address. It never sends writes to an address a
 sentinel did not name as master; a demoted master refuses them (READONLY), which sends the
 backend back here.
+
+**The master lease.** A look-up *confirms* the master when a sentinel names it and the node
+itself says ``ROLE`` master (checked on every look-up: on connect, after each failover, and
+about once a second from the health check). The connector hands out a client only within
+``lease_s`` of the last confirmation (counted from when the question was asked); past it,
+with no sentinel answering, decisions take the failure mode and health reports NOT_SERVING.
+So a limiter cut off from every sentinel stops writing to what may be an old master within
+the lease, while the others follow the new one. A run_id that changes at an unchanged
+address is a restart of the master: logged and counted (``restarts``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -18,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from limiter_service.backends.connection import make_client, pool_options
+from limiter_service.backends.connection import RestartWatch, inspect, make_client, pool_options
 
 log = logging.getLogger(__name__)
 Address = tuple[str, int]
@@ -35,7 +46,15 @@ class SentinelConnector:
         sentinel_password: str,
         timeout_s: float,
         max_connections: int,
+        lease_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._lease_s = lease_s
+        self._clock = clock
+        self._confirmed_at: float | None = None
+        self._refused: Address | None = None
+        self.restarts = RestartWatch()
+        self.master_changes = 0
         self._sentinels = list(sentinels)
         self._master_name = master_name
         self._password = password
@@ -59,11 +78,22 @@ class SentinelConnector:
         hosts = ",".join(f"{h}:{p}" for h, p in self._sentinels)
         self.description = f"sentinel {hosts} master={master_name}"
 
+    def _leased(self) -> bool:
+        confirmed = self._confirmed_at
+        return confirmed is not None and self._clock() - confirmed <= self._lease_s
+
     async def client(self) -> aioredis.Redis:
-        if self._client is None:
+        """The master's client while its lease holds (looking it up again when not);
+        raises a redis ``ConnectionError`` naming the reason otherwise."""
+        if self._client is None or not self._leased():
             await self.refresh()
         if self._client is None:
             raise RedisConnectionError(f"no sentinel names a master for {self._master_name!r}")
+        if not self._leased():
+            raise RedisConnectionError(
+                f"master lease expired: no sentinel confirmed a master for "
+                f"{self._master_name!r} in the last {self._lease_s * 1000:.0f} ms"
+            )
         return self._client
 
     async def failed(self, client: aioredis.Redis, error: Exception) -> None:
@@ -78,10 +108,39 @@ class SentinelConnector:
         await asyncio.shield(self._lookup)
 
     async def _look_up(self) -> None:
+        asked_at = self._clock()
         address = await self._ask_sentinels()
-        if address is None or address == self._address:
+        if address is None:
             return
+        if address != self._address:
+            await self._switch(address)
+        client = self._client
+        if client is None:
+            return
+        try:
+            view = await inspect(client)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("master %s:%s did not answer ROLE: %s", *address, exc)
+            return
+        if view.role != "master":
+            if self._refused != address:
+                self._refused = address
+                log.warning(
+                    "a sentinel names %s:%s as master but it says ROLE %s: not writing to it",
+                    *address,
+                    view.role,
+                )
+            return
+        self._refused = None
+        self.restarts.saw(view.run_id, f"{address[0]}:{address[1]}")
+        self._confirmed_at = asked_at
+
+    async def _switch(self, address: Address) -> None:
+        """Replace the client with one for ``address`` (not yet confirmed)."""
         old, self._client = self._client, None
+        self._confirmed_at = None
+        self.restarts.forget()
+        self.master_changes += 1
         options = pool_options(self._timeout_s, self._max_connections)
         pool = aioredis.BlockingConnectionPool(
             host=address[0], port=address[1], password=self._password or None, **options
