@@ -8,7 +8,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["check_token", "data_node_config", "quote_path", "sentinel_config"]
+__all__ = [
+    "MIN_REPLICAS_MAX_LAG_S",
+    "check_token",
+    "data_node_config",
+    "quote_path",
+    "sentinel_config",
+]
+
+MIN_REPLICAS_MAX_LAG_S = 2
 
 # Values go into redis.conf unquoted; restricting them avoids quoting rules entirely.
 _TOKEN = re.compile(r"[A-Za-z0-9._-]+")
@@ -39,8 +47,13 @@ def quote_path(path: Path) -> str:
 def data_node_config(
     *, port: int, directory: Path, password: str, replica_of: tuple[str, int] | None
 ) -> str:
-    """redis.conf for one data node on 127.0.0.1:``port``, storing nothing on disk.
+    """redis.conf for one data node on 127.0.0.1:``port``.
 
+    Counters are durable: an append-only file, fsynced every second, so a master restarted
+    before Sentinel reacts comes back with its counters (and its replicas, which resync
+    from it, keep them) instead of empty. A master that has lost contact with every replica
+    for more than ``MIN_REPLICAS_MAX_LAG_S`` refuses writes (NOREPLICAS), which bounds what
+    an isolated old master can accept during a partition.
     ``masterauth`` equals ``requirepass`` on every node, so whichever node Sentinel
     promotes, the others can replicate from it and clients keep one password.
     ``replica_of`` is the master to follow at boot, ``None`` for a master.
@@ -53,7 +66,11 @@ def data_node_config(
         'logfile ""',
         f"dir {quote_path(directory)}",
         'save ""',
-        "appendonly no",
+        "appendonly yes",
+        "appendfsync everysec",
+        "min-replicas-to-write 1",
+        # Replicas acknowledge every second; two missed acknowledgements isolate the master.
+        f"min-replicas-max-lag {MIN_REPLICAS_MAX_LAG_S}",
         # The default 5 s delay batches replicas into one full sync; ours are few and
         # tests wait on every resync.
         "repl-diskless-sync-delay 0",

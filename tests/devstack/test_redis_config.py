@@ -9,7 +9,7 @@ import pytest
 from devstack.redis_config import data_node_config, quote_path, sentinel_config
 
 
-def test_replica_config_authenticates_both_ways_and_persists_nothing() -> None:
+def test_replica_config_authenticates_both_ways_and_persists_counters() -> None:
     lines = data_node_config(
         port=7001, directory=Path("/tmp/n1"), password="pw", replica_of=("127.0.0.1", 7000)
     ).splitlines()
@@ -18,7 +18,10 @@ def test_replica_config_authenticates_both_ways_and_persists_nothing() -> None:
         "bind 127.0.0.1",
         'dir "/tmp/n1"',
         'save ""',
-        "appendonly no",
+        "appendonly yes",
+        "appendfsync everysec",
+        "min-replicas-to-write 1",
+        "min-replicas-max-lag 2",
         "requirepass pw",
         "masterauth pw",
         "replicaof 127.0.0.1 7000",
