@@ -16,11 +16,13 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
+from limiter_service.admission import Admission, AdmissionLimits
 from limiter_service.backends.base import Backend
 from limiter_service.backends.connection import StaticConnector
 from limiter_service.backends.memory import MemoryBackend
 from limiter_service.backends.redis import RedisBackend
 from limiter_service.backends.sentinel import SentinelConnector
+from limiter_service.connections import connection_options
 from limiter_service.decision import Algorithm
 from limiter_service.errors import ConfigError
 from limiter_service.grpc_service import MAX_MESSAGE_BYTES, RateLimiterService
@@ -44,7 +46,11 @@ def build_backend(settings: Settings) -> Backend:
     password = settings.redis_password.get_secret_value()
     if kind is BackendKind.REDIS:
         connector: StaticConnector | SentinelConnector = StaticConnector(
-            settings.redis_url, password, timeout_s, settings.redis_max_connections
+            settings.redis_url,
+            password,
+            timeout_s,
+            settings.redis_max_connections,
+            settings.redis_source_address or None,
         )
     else:
         connector = SentinelConnector(
@@ -55,6 +61,7 @@ def build_backend(settings: Settings) -> Backend:
             timeout_s,
             settings.redis_max_connections,
             lease_s=settings.master_lease_s,
+            source_address=settings.redis_source_address or None,
         )
     return RedisBackend(connector, timeout_s)
 
@@ -76,6 +83,13 @@ def build_limiter(settings: Settings) -> Limiter:
         decision_timeout_s=settings.decision_timeout_ms / 1000,
         # One connection stays free for the health check.
         max_in_flight=max(1, settings.redis_max_connections - 1),
+        admission=Admission(
+            AdmissionLimits(
+                settings.max_rpcs_in_flight,
+                settings.max_decisions_in_flight,
+                settings.max_peer_decisions_in_flight,
+            )
+        ),
     )
 
 
@@ -94,6 +108,7 @@ async def serve(settings: Settings) -> None:
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            *connection_options(settings),
         ]
     )
     RateLimiterService(limiter).add_to(server)

@@ -7,6 +7,7 @@ The README's configuration reference lists the same names, defaults and meanings
 from __future__ import annotations
 
 import enum
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -63,7 +64,38 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         10.0, ge=0, le=600, validation_alias=_env("LIMITER_SHUTDOWN_GRACE_S")
     )
+    # Admission control (admission.py). A decision limit below 1000 would shed every
+    # full-size batch.
+    max_rpcs_in_flight: int = Field(
+        3000, ge=1, le=1_000_000, validation_alias=_env("LIMITER_MAX_RPCS_IN_FLIGHT")
+    )
+    max_decisions_in_flight: int = Field(
+        4000, ge=1000, le=10_000_000, validation_alias=_env("LIMITER_MAX_DECISIONS_IN_FLIGHT")
+    )
+    max_peer_decisions_in_flight: int = Field(
+        2000, ge=1000, le=10_000_000, validation_alias=_env("LIMITER_MAX_PEER_DECISIONS_IN_FLIGHT")
+    )
+    # Connection hygiene (gRPC core's channel args of the same names).
+    keepalive_time_ms: int = Field(
+        60_000, ge=1000, le=86_400_000, validation_alias=_env("LIMITER_KEEPALIVE_TIME_MS")
+    )
+    keepalive_timeout_ms: int = Field(
+        20_000, ge=100, le=600_000, validation_alias=_env("LIMITER_KEEPALIVE_TIMEOUT_MS")
+    )
+    max_connection_idle_ms: int = Field(
+        300_000, ge=100, le=86_400_000, validation_alias=_env("LIMITER_MAX_CONNECTION_IDLE_MS")
+    )
+    max_connection_age_ms: int = Field(
+        300_000, ge=100, le=86_400_000, validation_alias=_env("LIMITER_MAX_CONNECTION_AGE_MS")
+    )
+    max_connection_age_grace_ms: int = Field(
+        10_000, ge=0, le=3_600_000, validation_alias=_env("LIMITER_MAX_CONNECTION_AGE_GRACE_MS")
+    )
+    max_concurrent_streams: int = Field(
+        100, ge=1, le=100_000, validation_alias=_env("LIMITER_MAX_CONCURRENT_STREAMS")
+    )
     log_level: str = Field("INFO", validation_alias=_env("LIMITER_LOG_LEVEL"))
+    redis_source_address: str = Field("", validation_alias=_env("REDIS_SOURCE_ADDRESS"))
     master_lease_ms: int | None = Field(
         None, ge=100, le=600_000, validation_alias=_env("LIMITER_MASTER_LEASE_MS")
     )
@@ -89,6 +121,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_source_address")
+    @classmethod
+    def _ip_or_empty(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            ipaddress.ip_address(value)  # ValueError names the value
+        return value
 
     @field_validator("key_prefix")
     @classmethod
@@ -140,4 +180,9 @@ def load_settings() -> Settings:
         raise ConfigError("LIMITER_TLS_CERT and LIMITER_TLS_KEY: set both (TLS) or neither")
     if settings.tls_client_ca is not None and settings.tls_cert is None:
         raise ConfigError("LIMITER_TLS_CLIENT_CA needs LIMITER_TLS_CERT and LIMITER_TLS_KEY")
+    if settings.max_peer_decisions_in_flight > settings.max_decisions_in_flight:
+        raise ConfigError(
+            "LIMITER_MAX_PEER_DECISIONS_IN_FLIGHT must not exceed "
+            "LIMITER_MAX_DECISIONS_IN_FLIGHT (one peer cannot have more than everyone)"
+        )
     return settings

@@ -10,6 +10,7 @@ than fail with "too many connections".
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
 
 import hiredis
@@ -45,7 +46,17 @@ class Connector(Protocol):
 
 class PackingConnection(aioredis.Connection):
     """A TCP connection that encodes commands with hiredis (C) instead of pure Python: a
-    batch's EVALSHA carries four arguments per decision, and encoding them dominated."""
+    batch's EVALSHA carries four arguments per decision, and encoding them dominated.
+    ``source_address`` (set on a subclass, see ``connection_class``) is the local address
+    its socket binds before connecting."""
+
+    source_address: str | None = None
+
+    def _connection_arguments(self) -> Mapping[str, Any]:
+        arguments = dict(super()._connection_arguments())
+        if self.source_address:
+            arguments["local_addr"] = (self.source_address, 0)
+        return arguments
 
     def pack_command(self, *args: Any) -> list[bytes]:
         head = args[0]
@@ -57,10 +68,19 @@ class PackingConnection(aioredis.Connection):
             raise DataError(str(exc)) from None
 
 
-def pool_options(timeout_s: float, max_connections: int) -> dict[str, Any]:
+def connection_class(source_address: str | None) -> type[PackingConnection]:
+    """``PackingConnection``, binding ``source_address`` first when one is given."""
+    if not source_address:
+        return PackingConnection
+    return type("SourcedConnection", (PackingConnection,), {"source_address": source_address})
+
+
+def pool_options(
+    timeout_s: float, max_connections: int, source_address: str | None = None
+) -> dict[str, Any]:
     """Connection-pool settings shared by every client of the backend."""
     return {
-        "connection_class": PackingConnection,
+        "connection_class": connection_class(source_address),
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
         "max_connections": max_connections,
@@ -120,8 +140,15 @@ class RestartWatch:
 class StaticConnector:
     """A fixed Redis URL; reconnection is left to the pool."""
 
-    def __init__(self, url: str, password: str, timeout_s: float, max_connections: int) -> None:
-        options = pool_options(timeout_s, max_connections)
+    def __init__(
+        self,
+        url: str,
+        password: str,
+        timeout_s: float,
+        max_connections: int,
+        source_address: str | None = None,
+    ) -> None:
+        options = pool_options(timeout_s, max_connections, source_address)
         if password:
             options["password"] = password
         if not url.startswith("redis://"):

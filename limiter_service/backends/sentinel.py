@@ -29,7 +29,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from limiter_service.backends.connection import RestartWatch, inspect, make_client, pool_options
+from limiter_service.backends.connection import (
+    RestartWatch,
+    connection_class,
+    inspect,
+    make_client,
+    pool_options,
+)
 
 log = logging.getLogger(__name__)
 Address = tuple[str, int]
@@ -48,7 +54,9 @@ class SentinelConnector:
         max_connections: int,
         lease_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        source_address: str | None = None,
     ) -> None:
+        self._source_address = source_address
         self._lease_s = lease_s
         self._clock = clock
         self._confirmed_at: float | None = None
@@ -62,13 +70,16 @@ class SentinelConnector:
         self._max_connections = max_connections
         self._sentinel_clients = [
             aioredis.Redis(
-                host=host,
-                port=port,
-                password=sentinel_password or None,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
+                connection_pool=aioredis.ConnectionPool(
+                    host=host,
+                    port=port,
+                    password=sentinel_password or None,
+                    socket_timeout=timeout_s,
+                    socket_connect_timeout=timeout_s,
+                    max_connections=2,
+                    connection_class=connection_class(source_address),
+                ),
                 retry=Retry(NoBackoff(), 0),
-                max_connections=2,
             )
             for host, port in self._sentinels
         ]
@@ -141,7 +152,7 @@ class SentinelConnector:
         self._confirmed_at = None
         self.restarts.forget()
         self.master_changes += 1
-        options = pool_options(self._timeout_s, self._max_connections)
+        options = pool_options(self._timeout_s, self._max_connections, self._source_address)
         pool = aioredis.BlockingConnectionPool(
             host=address[0], port=address[1], password=self._password or None, **options
         )
