@@ -1,10 +1,14 @@
-"""Starting the decision service (``python -m limiter_service``) as a real process."""
+"""Starting the decision service (``python -m limiter_service``) as a real process.
+
+A limiter started with TLS (``LIMITER_TLS_CERT`` / ``LIMITER_TLS_KEY`` in its env) serves
+only TLS, so its node carries the channel credentials our own probes connect with.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,11 +23,27 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 @dataclass(frozen=True)
 class LimiterNode(ServiceNode):
-    """A running limiter and where it listens."""
+    """A running limiter and where it listens; ``credentials`` (``None``: plaintext) are
+    what ``channel()`` connects with, expecting ``server_name`` in the limiter's certificate
+    (``None``: the host)."""
+
+    credentials: grpc.ChannelCredentials | None = field(default=None, compare=False)
+    server_name: str | None = None
+
+    def channel(self) -> grpc.Channel:
+        """A new blocking channel to the limiter (TLS with ``credentials``); close it."""
+        if self.credentials is None:
+            return grpc.insecure_channel(self.address)
+        options = (
+            []
+            if self.server_name is None
+            else [("grpc.ssl_target_name_override", self.server_name)]
+        )
+        return grpc.secure_channel(self.address, self.credentials, options=options)
 
     def health(self, service: str = "", timeout: float = 1.0) -> int:
         """The ``grpc.health.v1`` status for ``service`` (raises ``grpc.RpcError``)."""
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
             return int(reply.status)
@@ -39,19 +59,24 @@ def start_limiter(
     wait: bool = True,
     wait_serving: bool = True,
     timeout: float = 30.0,
+    credentials: grpc.ChannelCredentials | None = None,
+    server_name: str | None = None,
 ) -> LimiterNode:
     """Start a limiter listening on ``host:port`` with ``env`` laid over ours.
 
     With ``wait`` (the default) returns once it is ready as ``wait_limiter`` says (with
     ``wait_serving`` and ``timeout``); without, at once: call ``wait_limiter`` later, e.g.
-    after starting several processes side by side.
+    after starting several processes side by side. A limiter given TLS files in ``env``
+    needs ``credentials`` that it accepts (a client certificate too under mutual TLS) for
+    the readiness check and ``LimiterNode.channel()``, and ``server_name`` when its
+    certificate does not name ``host``.
     """
     process = group.start(
         name,
         [sys.executable, "-m", "limiter_service"],
         env={"LIMITER_LISTEN": f"{host}:{port}", **env},
     )
-    node = LimiterNode(process, host, port)
+    node = LimiterNode(process, host, port, credentials, server_name)
     if wait:
         wait_limiter(node, serving=wait_serving, timeout=timeout)
     return node

@@ -36,8 +36,8 @@ class ManagedProcess:
 
     ``env`` entries are laid over the parent's environment (``None``: inherit it as is).
     The log file is opened for appending, so a process restarted under the same name
-    keeps one log. Raises ``OSError`` (e.g. ``FileNotFoundError``) when ``argv[0]``
-    cannot be executed.
+    keeps one log. ``umask`` (-1: inherit ours) is the child's file-creation mask. Raises
+    ``OSError`` (e.g. ``FileNotFoundError``) when ``argv[0]`` cannot be executed.
     """
 
     def __init__(
@@ -48,6 +48,7 @@ class ManagedProcess:
         log_dir: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        umask: int = -1,
     ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self._name = name
@@ -62,6 +63,7 @@ class ManagedProcess:
                 env=full_env,
                 cwd=cwd,
                 start_new_session=True,
+                umask=umask,
             )
         _LIVE.add(self)
 
@@ -212,9 +214,10 @@ class ProcessGroup(StopsOnExit):
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        umask: int = -1,
     ) -> ManagedProcess:
-        """Start a member; see ``ManagedProcess`` for ``env`` and ``cwd``."""
-        process = ManagedProcess(name, argv, log_dir=self._log_dir, env=env, cwd=cwd)
+        """Start a member; see ``ManagedProcess`` for ``env``, ``cwd`` and ``umask``."""
+        process = ManagedProcess(name, argv, log_dir=self._log_dir, env=env, cwd=cwd, umask=umask)
         self._processes.append(process)
         return process
 

@@ -2,11 +2,13 @@
 
 Built for integration tests and local runs that need genuine failover behaviour. All
 processes are children of this one, listen on free 127.0.0.1 ports, keep their files
-under one working directory, and are stopped by PID.
+under one working directory, and are stopped by PID. Every file holding a password (the
+configs, also as Redis rewrites them, and the password files) is readable by its owner only.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Sequence
@@ -38,6 +40,17 @@ _REPLICAS = 2
 _SENTINELS = 3
 _QUORUM = 2
 _BARRIER_CHANNEL = "__devstack__:replication-barrier"
+# Redis and Sentinel rewrite their own config (CONFIG REWRITE, every failover) with mode
+# 0644 & ~umask; with this umask the rewritten files keep the password private too.
+_PRIVATE_UMASK = 0o077
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, also when the file existed with another."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        os.fchmod(fd, 0o600)
+        file.write(text)
 
 
 @dataclass
@@ -63,7 +76,9 @@ class RedisTopology(StopsOnExit):
     ``down_after_ms`` and ``failover_timeout_ms`` go to each Sentinel's config.
     ``startup_timeout`` bounds ``start()`` and is the default deadline of the other
     waiting methods, in seconds. ``ports``: master, replica 1, replica 2, sentinel 1..3
-    (0 or empty: any free port).
+    (0 or empty: any free port); ``hosts``: their listen (and source) addresses in the
+    same order (empty: all on 127.0.0.1), e.g. one loopback address each for partition
+    tests.
     """
 
     def __init__(
@@ -79,12 +94,18 @@ class RedisTopology(StopsOnExit):
         redis_server: str = "redis-server",
         redis_sentinel: str = "redis-sentinel",
         ports: Sequence[int] = (),
+        hosts: Sequence[str] = (),
     ) -> None:
         if ports and len(ports) != 1 + _REPLICAS + _SENTINELS:
             raise ValueError(
                 f"ports: give {1 + _REPLICAS + _SENTINELS} (master, replicas, sentinels)"
             )
+        if hosts and len(hosts) != 1 + _REPLICAS + _SENTINELS:
+            raise ValueError(
+                f"hosts: give {1 + _REPLICAS + _SENTINELS} (master, replicas, sentinels)"
+            )
         self._ports = tuple(ports)
+        self._hosts = tuple(hosts) or (_HOST,) * (1 + _REPLICAS + _SENTINELS)
         self._workdir = workdir
         self._master_name = check_token(master_name, "master name")
         self._password = check_token(password or secrets.token_hex(16), "password")
@@ -112,6 +133,19 @@ class RedisTopology(StopsOnExit):
     def sentinel_password(self) -> str | None:
         """The password Sentinels require, ``None`` if they require none."""
         return self._sentinel_password
+
+    @property
+    def password_file(self) -> Path:
+        """A file (mode 0600, written at start) holding ``password`` and nothing else, for
+        ``REDISCLI_AUTH="$(cat FILE)" redis-cli ...`` (no password on a command line)."""
+        return self._workdir / "redis-password"
+
+    @property
+    def sentinel_password_file(self) -> Path | None:
+        """As ``password_file``, for ``sentinel_password``; ``None`` without one."""
+        if self._sentinel_password is None:
+            return None
+        return self._workdir / "sentinel-password"
 
     @property
     def master_name(self) -> str:
@@ -274,8 +308,8 @@ class RedisTopology(StopsOnExit):
             raise DevstackError(f"data node {node.name} at {address} is still running")
         budget = self._timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
-        node.process = self._group.start(node.name, [self._redis_server, str(node.config_path)])
-        wait_for_tcp(_HOST, address[1], budget, node.process)
+        node.process = self._start_process(node.name, node.config_path)
+        wait_for_tcp(address[0], address[1], budget, node.process)
 
         def settled() -> bool | None:
             master = self.current_master()
@@ -318,7 +352,12 @@ class RedisTopology(StopsOnExit):
         wanted = list(self._ports) or [0] * (1 + _REPLICAS + _SENTINELS)
         free = iter(free_ports(wanted.count(0)))
         ports = [port or next(free) for port in wanted]
-        master: Address = (_HOST, ports[0])
+        hosts = self._hosts
+        master: Address = (hosts[0], ports[0])
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.password_file, self._password)
+        if self.sentinel_password_file is not None and self._sentinel_password is not None:
+            _write_private(self.sentinel_password_file, self._sentinel_password)
         for index, port in enumerate(ports[: 1 + _REPLICAS]):
             name = f"redis-{index + 1}"
             text = data_node_config(
@@ -326,8 +365,9 @@ class RedisTopology(StopsOnExit):
                 directory=self._node_dir(name),
                 password=self._password,
                 replica_of=None if index == 0 else master,
+                host=hosts[index],
             )
-            self._data_nodes.append(self._spawn(name, port, "redis.conf", text))
+            self._data_nodes.append(self._spawn(name, (hosts[index], port), "redis.conf", text))
         for index, port in enumerate(ports[1 + _REPLICAS :]):
             name = f"sentinel-{index + 1}"
             text = sentinel_config(
@@ -340,21 +380,28 @@ class RedisTopology(StopsOnExit):
                 failover_timeout_ms=self._failover_timeout_ms,
                 quorum=_QUORUM,
                 sentinel_password=self._sentinel_password,
+                host=hosts[1 + _REPLICAS + index],
             )
-            self._sentinels.append(self._spawn(name, port, "sentinel.conf", text))
+            address = (hosts[1 + _REPLICAS + index], port)
+            self._sentinels.append(self._spawn(name, address, "sentinel.conf", text))
 
     def _node_dir(self, name: str) -> Path:
         directory = self._workdir / name
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
         return directory
 
-    def _spawn(self, name: str, port: int, config_name: str, text: str) -> NodeHandle:
+    def _spawn(self, name: str, address: Address, config_name: str, text: str) -> NodeHandle:
         config_path = self._workdir / name / config_name
-        config_path.write_text(text)
-        binary = self._redis_sentinel if config_name == "sentinel.conf" else self._redis_server
-        process = self._group.start(name, [binary, str(config_path)])
-        wait_for_tcp(_HOST, port, self._timeout, process)
-        return NodeHandle(name, (_HOST, port), config_path, process)
+        _write_private(config_path, text)
+        process = self._start_process(name, config_path)
+        wait_for_tcp(address[0], address[1], self._timeout, process)
+        return NodeHandle(name, address, config_path, process)
+
+    def _start_process(self, name: str, config_path: Path) -> ManagedProcess:
+        sentinel = config_path.name == "sentinel.conf"
+        binary = self._redis_sentinel if sentinel else self._redis_server
+        return self._group.start(name, [binary, str(config_path)], umask=_PRIVATE_UMASK)
 
     def _fully_formed(self) -> bool | None:
         master, *replicas = (node.address for node in self._data_nodes)

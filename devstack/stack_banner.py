@@ -3,6 +3,9 @@ try against it."""
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 from devstack.stack import Stack
 from devstack.stack_config import (
     LIMITER_SERVICES,
@@ -11,11 +14,21 @@ from devstack.stack_config import (
     SERVICES,
 )
 
-__all__ = ["banner"]
+__all__ = ["banner", "redis_cli"]
+
+
+def redis_cli(password_file: Path | None, arguments: str) -> str:
+    """A ``redis-cli`` command line that reads the password from ``password_file`` into
+    ``REDISCLI_AUTH`` when the shell runs it, so the password never appears in the text
+    or in ``ps``."""
+    if password_file is None:
+        return f"redis-cli {arguments}"
+    return f'REDISCLI_AUTH="$(cat {shlex.quote(str(password_file))})" redis-cli {arguments}'
 
 
 def banner(stack: Stack) -> str:
-    """The URLs, PIDs, log directory and a curl / grpcurl / redis-cli cheat sheet."""
+    """The URLs, PIDs, log directory and a curl / grpcurl / redis-cli cheat sheet; no
+    password (the redis-cli lines read theirs from the 0600 files the topology wrote)."""
     config = stack.config
     edge = stack.nginx_url
     limiter = stack.limiters[LIMITER_SERVICES[0]].address
@@ -39,6 +52,14 @@ def banner(stack: Stack) -> str:
     services = "\n".join(
         f"  {name:<16} {where[name]:<28} pid {processes[name].pid}" for name in SERVICES
     )
+    ask_sentinel = redis_cli(
+        topology.sentinel_password_file,
+        f"-h {sentinel_host} -p {sentinel_port} SENTINEL get-master-addr-by-name "
+        f"{topology.master_name}",
+    )
+    scan_master = redis_cli(
+        topology.password_file, f"-h {master_host} -p {master_port} --scan --pattern 'rl:*'"
+    )
     return f"""\
 The stack is up: limit {config.rate_limit} per {config.time_window} s per client IP (fixed \
 window), failure mode {config.failure_mode}.
@@ -46,7 +67,8 @@ window), failure mode {config.failure_mode}.
 {services}
 
   edge:  {edge}      logs: {stack.log_dir}
-  Redis password: {topology.password}   (Sentinel master name: {topology.master_name})
+  Redis password file: {topology.password_file} (mode 0600)
+  Sentinel master name: {topology.master_name}
 
 Try:
   curl -i {edge}/                       # not limited; X-Served-By alternates api-1/api-2
@@ -58,10 +80,8 @@ done; echo
   grpcurl -plaintext {limiter} list
   grpcurl -plaintext -d '{{"key":"ip:127.0.0.1"}}' {limiter} ratelimit.v1.RateLimiter/ShouldAllow
   grpcurl -plaintext {limiter} grpc.health.v1.Health/Check
-  redis-cli -p {sentinel_port} -h {sentinel_host} SENTINEL get-master-addr-by-name \
-{topology.master_name}
-  redis-cli -h {master_host} -p {master_port} -a {topology.password} --no-auth-warning \
---scan --pattern 'rl:*'
+  {ask_sentinel}
+  {scan_master}
   wrk -t2 -c50 -d10s {edge}/health
   kill -9 {processes["api-1"].pid}      # Nginx retries on api-2; no request fails
 

@@ -94,7 +94,8 @@ def build_limiter(settings: Settings) -> Limiter:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT, then drain in-flight RPCs and return."""
+    """Run until SIGTERM/SIGINT, then drain in-flight RPCs and return; on SIGHUP, reload
+    the TLS certificates (``limiter_service.tls``)."""
     tls = server_tls(settings)
     limiter = build_limiter(settings)
     health = HealthReporter(

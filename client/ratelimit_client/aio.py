@@ -13,11 +13,9 @@ import asyncio
 import logging
 from types import TracebackType
 
-import grpc
-
 from ratelimit_client import proto
 from ratelimit_client.answers import Answers
-from ratelimit_client.channel import channel_options
+from ratelimit_client.channel import open_aio_channel
 from ratelimit_client.coalescing import CallCoalescer
 from ratelimit_client.decision import Decision
 from ratelimit_client.errors import RpcFailure
@@ -37,7 +35,7 @@ class LimiterClient:
     def __init__(self, settings: LimiterSettings | None = None) -> None:
         settings = settings if settings is not None else LimiterSettings()
         self._target = settings.limiter_addr
-        self._channel = grpc.aio.insecure_channel(settings.limiter_addr, options=channel_options())
+        self._channel = open_aio_channel(settings)
         stub = proto.RateLimiterStub(self._channel)
         self._calls = CallCoalescer(
             stub.ShouldAllow, stub.ShouldAllowBatch, settings.timeout_s, settings.max_in_flight

@@ -3,16 +3,33 @@
 The channel balances over every address ``LIMITER_ADDR`` resolves to with ``round_robin``
 and retries a call that failed ``UNAVAILABLE`` (a replica died or refused the connection)
 on the next replica, so losing one replica loses no request.
+
+With TLS (``LIMITER_TLS*``) the channel verifies the limiter's certificate against
+``LIMITER_TLS_CA`` (or the system's roots) and presents the client certificate, if one is
+configured. A handshake that fails is ``UNAVAILABLE`` like any unreachable replica; files
+that cannot be used raise ``ConfigError`` when the channel is opened.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
+from pathlib import Path
 from typing import Any
 
-from ratelimit_client import proto
+import grpc
 
-__all__ = ["MAX_ATTEMPTS", "channel_options", "service_config"]
+from ratelimit_client import proto
+from ratelimit_client.settings import ConfigError, LimiterSettings
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "channel_credentials",
+    "channel_options",
+    "open_aio_channel",
+    "open_sync_channel",
+    "service_config",
+]
 
 MAX_ATTEMPTS = 3
 
@@ -37,9 +54,9 @@ def service_config() -> dict[str, Any]:
     }
 
 
-def channel_options() -> list[tuple[str, Any]]:
-    """Options of the channel to the limiter replicas."""
-    return [
+def channel_options(settings: LimiterSettings | None = None) -> list[tuple[str, Any]]:
+    """Options of the channel to the limiter replicas (``settings``: the TLS server name)."""
+    options: list[tuple[str, Any]] = [
         ("grpc.service_config", json.dumps(service_config())),
         # Our config, not one a DNS TXT record might supply.
         ("grpc.service_config_disable_resolution", 1),
@@ -55,3 +72,78 @@ def channel_options() -> list[tuple[str, Any]]:
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1_000),
     ]
+    if settings is not None and settings.tls_server_name is not None:
+        # The name checked against the certificate and sent as SNI.
+        options.append(("grpc.ssl_target_name_override", settings.tls_server_name))
+    return options
+
+
+def _read(path: Path, variable: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _check_certificates(data: bytes, path: Path, variable: str) -> None:
+    try:
+        ssl.create_default_context(cadata=data.decode("ascii"))
+    except (UnicodeDecodeError, ssl.SSLError) as exc:
+        raise ConfigError(f"{variable}: {path} holds no valid PEM certificate ({exc})") from None
+
+
+def _no_passphrase() -> bytes:
+    raise ValueError("encrypted private keys are not supported")
+
+
+def _check_pair(cert: Path, key: Path) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_cert_chain(cert, key, password=_no_passphrase)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ConfigError(
+            f"LIMITER_TLS_CLIENT_KEY: {key} is not an unencrypted PEM private key matching "
+            f"the certificate in {cert} ({exc})"
+        ) from None
+
+
+def channel_credentials(settings: LimiterSettings) -> grpc.ChannelCredentials | None:
+    """TLS credentials from ``settings``, ``None`` for a plaintext channel.
+
+    Reads the files now; raises ``ConfigError`` naming the env var and file when one is
+    unreadable, holds no PEM certificate, or the key does not match the certificate.
+    """
+    if not settings.uses_tls:
+        return None
+    root = None
+    if settings.tls_ca is not None:
+        root = _read(settings.tls_ca, "LIMITER_TLS_CA")
+        _check_certificates(root, settings.tls_ca, "LIMITER_TLS_CA")
+    cert = key = None
+    if settings.tls_client_cert is not None and settings.tls_client_key is not None:
+        cert = _read(settings.tls_client_cert, "LIMITER_TLS_CLIENT_CERT")
+        key = _read(settings.tls_client_key, "LIMITER_TLS_CLIENT_KEY")
+        _check_certificates(cert, settings.tls_client_cert, "LIMITER_TLS_CLIENT_CERT")
+        _check_pair(settings.tls_client_cert, settings.tls_client_key)
+    return grpc.ssl_channel_credentials(
+        root_certificates=root, private_key=key, certificate_chain=cert
+    )
+
+
+def open_aio_channel(settings: LimiterSettings) -> grpc.aio.Channel:
+    """The asyncio channel to ``settings.limiter_addr``, TLS when the settings ask for it
+    (``ConfigError`` as in ``channel_credentials``). Call inside the running event loop."""
+    credentials = channel_credentials(settings)
+    options = channel_options(settings)
+    if credentials is None:
+        return grpc.aio.insecure_channel(settings.limiter_addr, options=options)
+    return grpc.aio.secure_channel(settings.limiter_addr, credentials, options=options)
+
+
+def open_sync_channel(settings: LimiterSettings) -> grpc.Channel:
+    """The blocking channel to ``settings.limiter_addr``, as ``open_aio_channel``."""
+    credentials = channel_credentials(settings)
+    options = channel_options(settings)
+    if credentials is None:
+        return grpc.insecure_channel(settings.limiter_addr, options=options)
+    return grpc.secure_channel(settings.limiter_addr, credentials, options=options)

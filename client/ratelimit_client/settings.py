@@ -22,7 +22,22 @@ env var                     default              meaning
 ``TRUSTED_PROXIES``         ``127.0.0.0/8,::1``  peers (IPs/CIDRs) whose ``X-Real-IP`` names
                                                  the client (FastAPI ``client_ip``); empty
                                                  trusts nobody
+``LIMITER_TLS``             ``false``            ``true``: TLS, trusting the system's root
+                                                 CAs unless ``LIMITER_TLS_CA`` is set;
+                                                 ``LIMITER_TLS_CA`` or a client certificate
+                                                 turns TLS on by itself
+``LIMITER_TLS_CA``          --                   PEM file of the CAs the limiter's
+                                                 certificate must chain to
+``LIMITER_TLS_CLIENT_CERT`` --                   PEM certificate chain presented to the
+                                                 limiter (mutual TLS); with the key below
+``LIMITER_TLS_CLIENT_KEY``  --                   its PEM private key (unencrypted)
+``LIMITER_TLS_SERVER_NAME`` --                   name to expect in the limiter's certificate
+                                                 (and send as SNI) instead of the host in
+                                                 ``LIMITER_ADDR``
 ==========================  ===================  ============================================
+
+The TLS files are read when a client is created (``LimiterClient``,
+``SyncLimiterClient``); one that is unreadable or not PEM raises ``ConfigError`` there.
 
 Policies (quota and window) are the limiter's alone: every decision reports them.
 """
@@ -34,6 +49,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["ConfigError", "FailureMode", "IPNetwork", "LimiterSettings", "load_limiter_settings"]
 
@@ -72,6 +88,15 @@ def _int(name: str, text: str) -> int:
         raise ConfigError(f"{name}: {text!r} is not an integer") from None
 
 
+def _bool(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}: must be 'true' or 'false', got {text!r}")
+
+
 def _in_range(name: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
@@ -86,6 +111,11 @@ class LimiterSettings:
     max_in_flight: int = 1
     failure_mode: FailureMode = FailureMode.OPEN
     trusted_proxies: tuple[IPNetwork, ...] = field(default=_LOOPBACK)
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
+    tls_server_name: str | None = None
 
     def __post_init__(self) -> None:
         if not self.limiter_addr:
@@ -94,6 +124,21 @@ class LimiterSettings:
         _in_range("LIMITER_MAX_IN_FLIGHT", self.max_in_flight, 1, 1024)
         if not isinstance(self.failure_mode, FailureMode):
             raise ConfigError(f"LIMITER_FAILURE_MODE: not a FailureMode: {self.failure_mode!r}")
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise ConfigError(
+                "LIMITER_TLS_CLIENT_CERT and LIMITER_TLS_CLIENT_KEY: set both (a client "
+                "certificate) or neither"
+            )
+        if self.tls_server_name is not None:
+            if not self.tls_server_name.strip():
+                raise ConfigError("LIMITER_TLS_SERVER_NAME: must not be empty")
+            if not self.uses_tls:
+                raise ConfigError("LIMITER_TLS_SERVER_NAME: set, but TLS is off")
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether the channel is TLS: ``LIMITER_TLS``, a CA file or a client certificate."""
+        return self.tls or self.tls_ca is not None or self.tls_client_cert is not None
 
     @property
     def timeout_s(self) -> float:
@@ -125,6 +170,21 @@ class LimiterSettings:
                 values["trusted_proxies"] = parse_networks(environ["TRUSTED_PROXIES"])
             except ValueError as exc:
                 raise ConfigError(f"TRUSTED_PROXIES: {exc}") from None
+        for name, key in (
+            ("LIMITER_TLS_CA", "tls_ca"),
+            ("LIMITER_TLS_CLIENT_CERT", "tls_client_cert"),
+            ("LIMITER_TLS_CLIENT_KEY", "tls_client_key"),
+        ):
+            if environ.get(name, "").strip():
+                values[key] = Path(environ[name].strip())
+        if environ.get("LIMITER_TLS_SERVER_NAME", "").strip():
+            values["tls_server_name"] = environ["LIMITER_TLS_SERVER_NAME"].strip()
+        if environ.get("LIMITER_TLS", "").strip():
+            values["tls"] = _bool("LIMITER_TLS", environ["LIMITER_TLS"])
+            if not values["tls"] and ("tls_ca" in values or "tls_client_cert" in values):
+                raise ConfigError(
+                    "LIMITER_TLS: false, but LIMITER_TLS_CA or LIMITER_TLS_CLIENT_CERT is set"
+                )
         return cls(**values)  # type: ignore[arg-type]
 
 

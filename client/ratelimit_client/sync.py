@@ -19,7 +19,7 @@ import grpc
 
 from ratelimit_client import proto
 from ratelimit_client.answers import Answers
-from ratelimit_client.channel import channel_options
+from ratelimit_client.channel import open_sync_channel
 from ratelimit_client.decision import Decision
 from ratelimit_client.errors import failure_from
 from ratelimit_client.outage import OutageLog
@@ -34,7 +34,7 @@ class SyncLimiterClient:
     def __init__(self, settings: LimiterSettings | None = None) -> None:
         settings = settings if settings is not None else LimiterSettings()
         self._timeout_s = settings.timeout_s
-        self._channel = grpc.insecure_channel(settings.limiter_addr, options=channel_options())
+        self._channel = open_sync_channel(settings)
         self._stub = proto.RateLimiterStub(self._channel)
         self._answers = Answers(settings.failure_mode)
         self._lock = threading.Lock()  # the outage log is not thread-safe on its own
