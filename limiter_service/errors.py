@@ -6,6 +6,8 @@
     │   └── UnknownPolicy         -> gRPC NOT_FOUND (names the known policies)
     ├── BackendUnavailable        the backend could not answer within the deadline; the
     │                             configured failure mode answers instead (never a status)
+    ├── Overloaded                too much work in flight (in the process, or from the
+    │                             caller's address): shed -> gRPC RESOURCE_EXHAUSTED
     └── ConfigError               bad settings or policies file; start-up stops with exit code 2
 
 The gRPC edge maps these to status codes in one place (``grpc_service.py``); messages are
@@ -46,6 +48,16 @@ class UnknownPolicy(RequestError):
 
 class BackendUnavailable(LimiterError):
     """The backend did not answer in time (down, failing over, overloaded or unreachable)."""
+
+
+class Overloaded(LimiterError):
+    """A call was shed before any work was done on it, because admitting it would exceed
+    one of the admission limits; ``limit`` names that limit (``rpcs``, ``decisions``,
+    ``peer_decisions``)."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class ConfigError(LimiterError):

@@ -10,12 +10,21 @@ error                  status              details
 ``InvalidRequest``     INVALID_ARGUMENT    ``BadRequest``: the field (``key``, ``cost``,
                                            ``requests``, ``requests[3].key``)
 ``UnknownPolicy``      NOT_FOUND           ``ErrorInfo`` ``UNKNOWN_POLICY``, ``policy``
+``Overloaded``         RESOURCE_EXHAUSTED  ``ErrorInfo`` ``OVERLOADED``, ``limit`` (the
+                                           admission limit reached: ``rpcs``,
+                                           ``decisions``, ``peer_decisions``)
 ``LimiterError``       UNAVAILABLE         ``ErrorInfo`` ``BACKEND_UNAVAILABLE``
 anything else          INTERNAL            ``ErrorInfo`` ``INTERNAL`` (logged with its
                                            traceback, once per occurrence)
 =====================  ==================  ================================================
 
 Oversized messages (> 64 KiB) are refused by gRPC itself with RESOURCE_EXHAUSTED (no details).
+A shed call gets a status rather than a failure-mode answer: a status costs nothing to build
+(a failure-mode answer to a batch is 1000 messages), and it tells the caller the limiter is
+overloaded instead of passing for a Redis outage. The client library answers it with its own
+failure mode, and does not retry it.
+Calls are admitted per peer *address* (``peer_address``): every connection from one IP
+shares one limit, whatever its port.
 A message that does not decode (e.g. a key that is not UTF-8) is INVALID_ARGUMENT with the
 field ``request``, logged at most once per ``_UNDECODABLE_LOG_EVERY_S``, never with a traceback.
 """
@@ -35,10 +44,10 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from limiter_service.decision import US_PER_SECOND, Decision
-from limiter_service.errors import InvalidRequest, LimiterError, UnknownPolicy
+from limiter_service.errors import InvalidRequest, LimiterError, Overloaded, UnknownPolicy
 from limiter_service.limiter import Limiter
 from ratelimit_client import proto
-from ratelimit_client.errors import ERROR_DOMAIN
+from ratelimit_client.errors import ERROR_DOMAIN, OVERLOADED
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -74,6 +83,8 @@ def status_for(error: Exception, batch: bool) -> grpc.Status:
         )
     elif isinstance(error, UnknownPolicy):
         code, detail = code_pb2.NOT_FOUND, _info("UNKNOWN_POLICY", policy=error.policy)
+    elif isinstance(error, Overloaded):
+        code, detail = code_pb2.RESOURCE_EXHAUSTED, _info(OVERLOADED, limit=error.limit)
     elif isinstance(error, LimiterError):
         code, detail = code_pb2.UNAVAILABLE, _info("BACKEND_UNAVAILABLE")
     else:
@@ -82,6 +93,19 @@ def status_for(error: Exception, batch: bool) -> grpc.Status:
     return rpc_status.to_status(
         status_pb2.Status(code=code, message=message, details=[_packed(detail)])
     )
+
+
+def peer_address(peer: str) -> str:
+    """The address part of a gRPC peer (``ipv4:10.0.0.7:5123`` -> ``10.0.0.7``,
+    ``ipv6:[::1]:5123`` -> ``::1``, an IPv4-mapped IPv6 address as IPv4); any other kind of
+    peer (``unix:...``) as it is."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        host = rest.rpartition(":")[0].strip("[]")
+        return host[7:] if host.lower().startswith("::ffff:") and "." in host else host
+    return peer
 
 
 class Undecodable(NamedTuple):
@@ -176,7 +200,9 @@ class RateLimiterService(proto.RateLimiterServicer):
     async def ShouldAllow(
         self, request: proto.ShouldAllowRequest, context: grpc.aio.ServicerContext
     ) -> proto.ShouldAllowResponse:
-        decisions = await self._limiter.decide((request,), context.time_remaining())
+        decisions = await self._limiter.decide(
+            (request,), context.time_remaining(), peer_address(context.peer())
+        )
         response = proto.ShouldAllowResponse()
         _fill(response, decisions[0])
         return response
@@ -185,7 +211,9 @@ class RateLimiterService(proto.RateLimiterServicer):
     async def ShouldAllowBatch(
         self, request: proto.ShouldAllowBatchRequest, context: grpc.aio.ServicerContext
     ) -> proto.ShouldAllowBatchResponse:
-        decisions = await self._limiter.decide(request.requests, context.time_remaining())
+        decisions = await self._limiter.decide(
+            request.requests, context.time_remaining(), peer_address(context.peer())
+        )
         response = proto.ShouldAllowBatchResponse()
         add = response.responses.add
         for decision in decisions:

@@ -1,7 +1,8 @@
-"""Deciding requests: validation, policy choice, the backend call and the failure mode.
+"""Deciding requests: admission, validation, policy choice, the backend call and the
+failure mode.
 
-Knows nothing of gRPC. Validation happens before any backend work, so a refused request
-never reaches Redis.
+Knows nothing of gRPC. Admission and validation happen before any backend work, so a shed or
+refused request never reaches Redis.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
+from limiter_service.admission import Admission
 from limiter_service.backends.base import Backend
 from limiter_service.batching import Coalescer
 from limiter_service.decision import (
@@ -31,6 +33,8 @@ MAX_POLICY_NAME_BYTES = 128
 FAIL_CLOSED_RETRY_AFTER_US = US_PER_SECOND
 # Share of the caller's remaining deadline the backend may use; the rest answers the RPC.
 _DEADLINE_SHARE = 0.75
+# Share of it a call may wait for admission; the rest decides (or sheds) it.
+_ADMISSION_WAIT_SHARE = 0.5
 _ALGORITHM_TAG = {
     Algorithm.FIXED_WINDOW: "fw",
     Algorithm.SLIDING_WINDOW: "sw",
@@ -76,11 +80,14 @@ class Limiter:
         failure_mode: FailureMode = FailureMode.OPEN,
         decision_timeout_s: float = 0.1,
         max_in_flight: int = 4,
+        admission: Admission | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         """``clock`` is the monotonic clock deadlines are measured on (seconds); by
-        default the running event loop's, which is what backends compare them with."""
+        default the running event loop's, which is what backends compare them with.
+        ``admission`` bounds the work in flight (default: ``AdmissionLimits()``)."""
         self._clock = clock
+        self.admission = admission or Admission()
         self.policies = policies
         self.backend = backend
         self._coalescer = Coalescer(backend, max_in_flight)
@@ -122,18 +129,40 @@ class Limiter:
         return Hit(storage_key, policy, cost, request.dry_run)
 
     async def decide(
-        self, requests: Sequence[RequestLike], time_remaining_s: float | None = None
+        self,
+        requests: Sequence[RequestLike],
+        time_remaining_s: float | None = None,
+        peer: str = "",
     ) -> list[Decision]:
         """Decide ``requests`` in order, in one backend round trip.
 
         ``time_remaining_s`` is the caller's deadline, if it has one; the backend gets at
         most ``decision_timeout_s`` and at most 75 % of that, after which the failure mode
-        answers. Raises ``InvalidRequest``/``UnknownPolicy`` before touching the backend.
+        answers. ``peer`` is the caller's address, whose calls share admission limits; a
+        call finding no room waits for it at most ``decision_timeout_s`` and at most half
+        its deadline. Raises ``InvalidRequest`` for an oversized batch, ``Overloaded`` when
+        the call is shed, then ``InvalidRequest``/``UnknownPolicy``, all before touching
+        the backend.
         """
         if len(requests) > MAX_BATCH:
             raise InvalidRequest(
                 f"batch has {len(requests)} requests; the maximum is {MAX_BATCH}", "requests"
             )
+        wait_s = self._decision_timeout_s
+        if time_remaining_s is not None:
+            wait_s = min(wait_s, time_remaining_s * _ADMISSION_WAIT_SHARE)
+        start = self._now()
+        async with self.admission.admit(peer, len(requests), wait_s):
+            if time_remaining_s is not None:
+                time_remaining_s -= self._now() - start
+            return await self._decide(requests, time_remaining_s)
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    async def _decide(
+        self, requests: Sequence[RequestLike], time_remaining_s: float | None
+    ) -> list[Decision]:
         hits: list[Hit] = []
         for index, request in enumerate(requests):
             try:
@@ -146,7 +175,7 @@ class Limiter:
         budget = self._decision_timeout_s
         if time_remaining_s is not None:
             budget = min(budget, max(time_remaining_s * _DEADLINE_SHARE, 0.0))
-        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        now = self._now()
         try:
             async with patient_timeout(budget):
                 verdicts = await self._coalescer.decide(hits, now + budget)

@@ -85,9 +85,10 @@ def build_limiter(settings: Settings) -> Limiter:
         max_in_flight=max(1, settings.redis_max_connections - 1),
         admission=Admission(
             AdmissionLimits(
-                settings.max_rpcs_in_flight,
-                settings.max_decisions_in_flight,
-                settings.max_peer_decisions_in_flight,
+                max_rpcs=settings.max_rpcs_in_flight,
+                max_peer_rpcs=settings.max_peer_rpcs_in_flight,
+                max_decisions=settings.max_decisions_in_flight,
+                max_peer_decisions=settings.max_peer_decisions_in_flight,
             )
         ),
     )

@@ -67,7 +67,10 @@ class Settings(BaseSettings):
     # Admission control (admission.py). A decision limit below 1000 would shed every
     # full-size batch.
     max_rpcs_in_flight: int = Field(
-        3000, ge=1, le=1_000_000, validation_alias=_env("LIMITER_MAX_RPCS_IN_FLIGHT")
+        2000, ge=1, le=1_000_000, validation_alias=_env("LIMITER_MAX_RPCS_IN_FLIGHT")
+    )
+    max_peer_rpcs_in_flight: int = Field(
+        500, ge=1, le=1_000_000, validation_alias=_env("LIMITER_MAX_PEER_RPCS_IN_FLIGHT")
     )
     max_decisions_in_flight: int = Field(
         4000, ge=1000, le=10_000_000, validation_alias=_env("LIMITER_MAX_DECISIONS_IN_FLIGHT")
@@ -180,9 +183,20 @@ def load_settings() -> Settings:
         raise ConfigError("LIMITER_TLS_CERT and LIMITER_TLS_KEY: set both (TLS) or neither")
     if settings.tls_client_ca is not None and settings.tls_cert is None:
         raise ConfigError("LIMITER_TLS_CLIENT_CA needs LIMITER_TLS_CERT and LIMITER_TLS_KEY")
-    if settings.max_peer_decisions_in_flight > settings.max_decisions_in_flight:
-        raise ConfigError(
-            "LIMITER_MAX_PEER_DECISIONS_IN_FLIGHT must not exceed "
-            "LIMITER_MAX_DECISIONS_IN_FLIGHT (one peer cannot have more than everyone)"
-        )
+    for peer_name, peer_max, name, most in (
+        (
+            "LIMITER_MAX_PEER_RPCS_IN_FLIGHT",
+            settings.max_peer_rpcs_in_flight,
+            "LIMITER_MAX_RPCS_IN_FLIGHT",
+            settings.max_rpcs_in_flight,
+        ),
+        (
+            "LIMITER_MAX_PEER_DECISIONS_IN_FLIGHT",
+            settings.max_peer_decisions_in_flight,
+            "LIMITER_MAX_DECISIONS_IN_FLIGHT",
+            settings.max_decisions_in_flight,
+        ),
+    ):
+        if peer_max > most:
+            raise ConfigError(f"{peer_name} ({peer_max}) must not exceed {name} ({most})")
     return settings

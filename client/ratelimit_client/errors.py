@@ -15,7 +15,8 @@ The limiter attaches the ``google.rpc`` rich error model to its errors: a ``BadR
 whose field violations name the refused field (``key``, ``cost``, ``requests[3].key``),
 or an ``ErrorInfo`` with a reason code (``UNKNOWN_POLICY``, ...). The mapping reads those
 details, never the message text. A status the limiter sends when it could not decide
-(unavailable, late, crashed) maps to ``None``: the failure mode answers instead.
+(unavailable, late, crashed, or overloaded: ``RESOURCE_EXHAUSTED`` with the reason
+``OVERLOADED``) maps to ``None``: the failure mode answers instead.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 __all__ = [
     "ERROR_DOMAIN",
+    "OVERLOADED",
     "InvalidKey",
     "Misconfigured",
     "RateLimitClientError",
@@ -37,6 +39,8 @@ __all__ = [
 
 #: ``ErrorInfo.domain`` of the limiter's errors.
 ERROR_DOMAIN = "ratelimit.v1"
+#: ``ErrorInfo.reason`` of a call the limiter shed because too much work was in flight.
+OVERLOADED = "OVERLOADED"
 _DETAILS_KEY = "grpc-status-details-bin"
 
 # The limiter could not decide: the failure mode answers instead of an error.
@@ -123,6 +127,8 @@ def error_for_status(failure: RpcFailure, policy: str) -> RateLimitClientError |
     code = failure.code
     if code in _LIMITER_FAILED:
         return None
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and failure.reason == OVERLOADED:
+        return None  # shed unexamined: says nothing about the request
     log_detail = f"{code.name}: {failure.details}"
     if code is grpc.StatusCode.INVALID_ARGUMENT and any(map(_is_key_field, failure.fields)):
         return InvalidKey(failure.details)
