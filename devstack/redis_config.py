@@ -45,9 +45,15 @@ def quote_path(path: Path) -> str:
 
 
 def data_node_config(
-    *, port: int, directory: Path, password: str, replica_of: tuple[str, int] | None
+    *,
+    port: int,
+    directory: Path,
+    password: str,
+    replica_of: tuple[str, int] | None,
+    host: str = "127.0.0.1",
 ) -> str:
-    """redis.conf for one data node on 127.0.0.1:``port``.
+    """redis.conf for one data node on ``host``:``port`` (also the source address of its
+    own connections, so each node can have its own loopback address).
 
     Counters are durable: an append-only file, fsynced every second, so a master restarted
     before Sentinel reacts comes back with its counters (and its replicas, which resync
@@ -60,7 +66,8 @@ def data_node_config(
     """
     lines = [
         f"port {port}",
-        "bind 127.0.0.1",
+        f"bind {check_token(host, 'host')}",
+        f"bind-source-addr {host}",
         "protected-mode no",
         "daemonize no",
         'logfile ""',
@@ -78,8 +85,8 @@ def data_node_config(
         f"masterauth {password}",
     ]
     if replica_of is not None:
-        host, master_port = replica_of
-        lines.append(f"replicaof {host} {master_port}")
+        master_host, master_port = replica_of
+        lines.append(f"replicaof {master_host} {master_port}")
     return "\n".join(lines) + "\n"
 
 
@@ -94,8 +101,9 @@ def sentinel_config(
     failover_timeout_ms: int,
     quorum: int = 2,
     sentinel_password: str | None = None,
+    host: str = "127.0.0.1",
 ) -> str:
-    """sentinel.conf for one Sentinel on 127.0.0.1:``port`` watching one master.
+    """sentinel.conf for one Sentinel on ``host``:``port`` watching one master.
 
     Each Sentinel needs its own copy: Sentinel writes its generated ID and what it
     learns into the file, and Sentinels sharing an ID ignore each other. With
@@ -103,15 +111,16 @@ def sentinel_config(
     other Sentinels.
     """
     name = check_token(master_name, "master name")
-    host, master_port = master_address
+    master_host, master_port = master_address
     lines = [
         f"port {port}",
-        "bind 127.0.0.1",
+        f"bind {check_token(host, 'host')}",
+        f"bind-source-addr {host}",
         "protected-mode no",
         "daemonize no",
         'logfile ""',
         f"dir {quote_path(directory)}",
-        f"sentinel monitor {name} {host} {master_port} {quorum}",
+        f"sentinel monitor {name} {master_host} {master_port} {quorum}",
         f"sentinel auth-pass {name} {check_token(password, 'password')}",
         f"sentinel down-after-milliseconds {name} {down_after_ms}",
         f"sentinel failover-timeout {name} {failover_timeout_ms}",

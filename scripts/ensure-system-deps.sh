@@ -12,6 +12,7 @@ declare -A package_of=(
   [wrk]=wrk
   [docker-compose]=docker-compose
   [envsubst]=gettext-base
+  [iptables]=iptables
 )
 
 missing_pkgs=()
