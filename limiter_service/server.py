@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from limiter_service.admission import Admission, AdmissionLimits
 from limiter_service.backends.base import Backend
-from limiter_service.backends.connection import StaticConnector
+from limiter_service.backends.connection import RedisAccess, StaticConnector, TlsFiles
 from limiter_service.backends.memory import MemoryBackend
 from limiter_service.backends.redis import RedisBackend
 from limiter_service.backends.sentinel import SentinelConnector
@@ -28,6 +28,7 @@ from limiter_service.errors import ConfigError
 from limiter_service.grpc_service import MAX_MESSAGE_BYTES, RateLimiterService
 from limiter_service.health import HealthReporter
 from limiter_service.limiter import Limiter
+from limiter_service.memory import MemoryTrimmer
 from limiter_service.policies import PolicySet, default_policies, load_policies
 from limiter_service.reflection import enable_reflection
 from limiter_service.settings import BackendKind, Settings, load_settings
@@ -43,25 +44,40 @@ def build_backend(settings: Settings) -> Backend:
     if kind is BackendKind.MEMORY:
         return MemoryBackend()
     timeout_s = settings.redis_timeout_ms / 1000
-    password = settings.redis_password.get_secret_value()
+    tls = None
+    if settings.redis_tls_ca is not None:
+        cert, key = settings.redis_tls_cert, settings.redis_tls_key
+        tls = TlsFiles(
+            str(settings.redis_tls_ca),
+            str(cert) if cert is not None else None,
+            str(key) if key is not None else None,
+        )
+    data = RedisAccess(
+        settings.redis_username,
+        settings.redis_password.get_secret_value(),
+        tls,
+        settings.redis_source_address or None,
+    )
     if kind is BackendKind.REDIS:
         connector: StaticConnector | SentinelConnector = StaticConnector(
-            settings.redis_url,
-            password,
-            timeout_s,
-            settings.redis_max_connections,
-            settings.redis_source_address or None,
+            settings.redis_url, data, timeout_s, settings.redis_max_connections
         )
     else:
+        sentinel_tls = settings.sentinel_tls if settings.sentinel_tls is not None else bool(tls)
+        sentinel = RedisAccess(
+            settings.sentinel_username,
+            settings.sentinel_password.get_secret_value(),
+            tls if sentinel_tls else None,
+            data.source_address,
+        )
         connector = SentinelConnector(
             settings.sentinel_hosts,
             settings.redis_master,
-            password,
-            settings.sentinel_password.get_secret_value(),
+            data,
+            sentinel,
             timeout_s,
             settings.redis_max_connections,
             lease_s=settings.master_lease_s,
-            source_address=settings.redis_source_address or None,
         )
     return RedisBackend(connector, timeout_s)
 
@@ -128,6 +144,8 @@ async def serve(settings: Settings) -> None:
         ) from None
     await health.check_once()
     health.start()
+    trimmer = MemoryTrimmer(settings.memory_trim_interval_s)
+    trimmer.start()
     await server.start()
     log.info(
         json.dumps(
@@ -160,6 +178,7 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("stopping: finishing in-flight RPCs (grace %.1fs)", settings.shutdown_grace_s)
     await health.shutdown()
+    await trimmer.stop()
     await server.stop(settings.shutdown_grace_s)
     await limiter.close()
     log.info("stopped")

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         4000, ge=1000, le=10_000_000, validation_alias=_env("LIMITER_MAX_DECISIONS_IN_FLIGHT")
     )
     max_peer_decisions_in_flight: int = Field(
-        2000, ge=1000, le=10_000_000, validation_alias=_env("LIMITER_MAX_PEER_DECISIONS_IN_FLIGHT")
+        1000, ge=1000, le=10_000_000, validation_alias=_env("LIMITER_MAX_PEER_DECISIONS_IN_FLIGHT")
     )
     # Connection hygiene (gRPC core's channel args of the same names).
     keepalive_time_ms: int = Field(
@@ -97,8 +97,17 @@ class Settings(BaseSettings):
     max_concurrent_streams: int = Field(
         100, ge=1, le=100_000, validation_alias=_env("LIMITER_MAX_CONCURRENT_STREAMS")
     )
+    memory_trim_interval_s: float = Field(
+        10.0, ge=0, le=3600, validation_alias=_env("LIMITER_MEMORY_TRIM_INTERVAL_S")
+    )
     log_level: str = Field("INFO", validation_alias=_env("LIMITER_LOG_LEVEL"))
     redis_source_address: str = Field("", validation_alias=_env("REDIS_SOURCE_ADDRESS"))
+    redis_username: str = Field("", validation_alias=_env("REDIS_USERNAME"))
+    sentinel_username: str = Field("", validation_alias=_env("SENTINEL_USERNAME"))
+    redis_tls_ca: Path | None = Field(None, validation_alias=_env("REDIS_TLS_CA"))
+    redis_tls_cert: Path | None = Field(None, validation_alias=_env("REDIS_TLS_CERT"))
+    redis_tls_key: Path | None = Field(None, validation_alias=_env("REDIS_TLS_KEY"))
+    sentinel_tls: bool | None = Field(None, validation_alias=_env("SENTINEL_TLS"))
     master_lease_ms: int | None = Field(
         None, ge=100, le=600_000, validation_alias=_env("LIMITER_MASTER_LEASE_MS")
     )
@@ -124,6 +133,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_tls_ca", "redis_tls_cert", "redis_tls_key", mode="before")
+    @classmethod
+    def _unset_or_readable(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if value is not None and not Path(str(value)).is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
 
     @field_validator("redis_source_address")
     @classmethod
@@ -199,4 +217,8 @@ def load_settings() -> Settings:
     ):
         if peer_max > most:
             raise ConfigError(f"{peer_name} ({peer_max}) must not exceed {name} ({most})")
+    if (settings.redis_tls_cert is None) != (settings.redis_tls_key is None):
+        raise ConfigError("REDIS_TLS_CERT and REDIS_TLS_KEY: set both or neither")
+    if settings.redis_tls_cert is not None and settings.redis_tls_ca is None:
+        raise ConfigError("REDIS_TLS_CERT needs REDIS_TLS_CA (TLS towards Redis)")
     return settings

@@ -68,19 +68,54 @@ class PackingConnection(aioredis.Connection):
             raise DataError(str(exc)) from None
 
 
-def connection_class(source_address: str | None) -> type[PackingConnection]:
-    """``PackingConnection``, binding ``source_address`` first when one is given."""
-    if not source_address:
-        return PackingConnection
-    return type("SourcedConnection", (PackingConnection,), {"source_address": source_address})
+class PackingSSLConnection(PackingConnection, aioredis.SSLConnection):
+    """``PackingConnection`` over TLS (``ssl_*`` connection options)."""
 
 
-def pool_options(
-    timeout_s: float, max_connections: int, source_address: str | None = None
-) -> dict[str, Any]:
+class TlsFiles(NamedTuple):
+    """PEM files for TLS towards Redis/Sentinel: the CA that signed the servers'
+    certificates, and optionally our own certificate and key (when servers ask for one)."""
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+
+
+class RedisAccess(NamedTuple):
+    """How to reach and log in to a set of servers (the data nodes, or the sentinels):
+    ACL ``username`` (empty: the default user), ``password``, ``tls`` (``None``: plain
+    TCP) and the ``source_address`` our sockets bind (``None``: any)."""
+
+    username: str = ""
+    password: str = ""
+    tls: TlsFiles | None = None
+    source_address: str | None = None
+
+    def connection_options(self) -> dict[str, Any]:
+        """Connection-class and login options for a redis-py connection pool."""
+        base: type[PackingConnection] = (
+            PackingSSLConnection if self.tls is not None else PackingConnection
+        )
+        if self.source_address:
+            name = f"Sourced{base.__name__}"
+            base = type(name, (base,), {"source_address": self.source_address})
+        options: dict[str, Any] = {"connection_class": base}
+        if self.username:
+            options["username"] = self.username
+        if self.password:
+            options["password"] = self.password
+        if self.tls is not None:
+            options["ssl_ca_certs"] = self.tls.ca
+            options["ssl_certfile"] = self.tls.cert
+            options["ssl_keyfile"] = self.tls.key
+            options["ssl_cert_reqs"] = "required"
+        return options
+
+
+def pool_options(timeout_s: float, max_connections: int, access: RedisAccess) -> dict[str, Any]:
     """Connection-pool settings shared by every client of the backend."""
     return {
-        "connection_class": connection_class(source_address),
+        **access.connection_options(),
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,
         "max_connections": max_connections,
@@ -141,23 +176,15 @@ class StaticConnector:
     """A fixed Redis URL; reconnection is left to the pool."""
 
     def __init__(
-        self,
-        url: str,
-        password: str,
-        timeout_s: float,
-        max_connections: int,
-        source_address: str | None = None,
+        self, url: str, access: RedisAccess, timeout_s: float, max_connections: int
     ) -> None:
-        options = pool_options(timeout_s, max_connections, source_address)
-        if password:
-            options["password"] = password
-        if not url.startswith("redis://"):
-            del options["connection_class"]  # unix:// and rediss:// keep their own classes
+        # The URL's own options win: ``unix://`` and ``rediss://`` bring their connection
+        # classes (``rediss://`` then verifies with the system CAs unless REDIS_TLS_CA).
+        options = pool_options(timeout_s, max_connections, access)
         pool = aioredis.BlockingConnectionPool.from_url(url, **options)
         self._client = make_client(pool)
         safe = pool.connection_kwargs
         self.description = f"redis {safe.get('host', '?')}:{safe.get('port', '?')}"
-
         self.restarts = RestartWatch()
 
     async def client(self) -> aioredis.Redis:

@@ -30,8 +30,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from limiter_service.backends.connection import (
+    RedisAccess,
     RestartWatch,
-    connection_class,
     inspect,
     make_client,
     pool_options,
@@ -48,15 +48,15 @@ class SentinelConnector:
         self,
         sentinels: list[Address],
         master_name: str,
-        password: str,
-        sentinel_password: str,
+        data: RedisAccess,
+        sentinel: RedisAccess,
         timeout_s: float,
         max_connections: int,
         lease_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
-        source_address: str | None = None,
     ) -> None:
-        self._source_address = source_address
+        """``data``: how to log in to the data nodes; ``sentinel``: to the sentinels."""
+        self._data = data
         self._lease_s = lease_s
         self._clock = clock
         self._confirmed_at: float | None = None
@@ -65,7 +65,6 @@ class SentinelConnector:
         self.master_changes = 0
         self._sentinels = list(sentinels)
         self._master_name = master_name
-        self._password = password
         self._timeout_s = timeout_s
         self._max_connections = max_connections
         self._sentinel_clients = [
@@ -73,11 +72,10 @@ class SentinelConnector:
                 connection_pool=aioredis.ConnectionPool(
                     host=host,
                     port=port,
-                    password=sentinel_password or None,
                     socket_timeout=timeout_s,
                     socket_connect_timeout=timeout_s,
                     max_connections=2,
-                    connection_class=connection_class(source_address),
+                    **sentinel.connection_options(),
                 ),
                 retry=Retry(NoBackoff(), 0),
             )
@@ -152,10 +150,8 @@ class SentinelConnector:
         self._confirmed_at = None
         self.restarts.forget()
         self.master_changes += 1
-        options = pool_options(self._timeout_s, self._max_connections, self._source_address)
-        pool = aioredis.BlockingConnectionPool(
-            host=address[0], port=address[1], password=self._password or None, **options
-        )
+        options = pool_options(self._timeout_s, self._max_connections, self._data)
+        pool = aioredis.BlockingConnectionPool(host=address[0], port=address[1], **options)
         self._client = make_client(pool)
         log.warning(
             "redis master is now %s:%s (was %s)",

@@ -15,7 +15,7 @@ import random
 import pytest
 
 from devstack import StandaloneRedis
-from limiter_service.backends.connection import StaticConnector
+from limiter_service.backends.connection import RedisAccess, StaticConnector
 from limiter_service.backends.memory import MemoryBackend
 from limiter_service.backends.redis import RedisBackend
 from limiter_service.backends.scripts import RESULT_WIDTH, load_scripts
@@ -92,7 +92,7 @@ async def test_real_scripts_match_memory_within_a_window(
     redis_server: StandaloneRedis, algorithm: Algorithm
 ) -> None:
     policy = Policy(f"live-{algorithm.value}", 20, 3600 * SECOND, algorithm, 20)
-    backend = RedisBackend(StaticConnector(redis_server.url, "", 2.0, 4), 2.0)
+    backend = RedisBackend(StaticConnector(redis_server.url, RedisAccess(), 2.0, 4), 2.0)
     with redis_server.client() as client:
         for _attempt in range(3):
             key = f"live:{algorithm.value}:{random.random()}"
