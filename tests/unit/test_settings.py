@@ -68,3 +68,33 @@ def test_explicit_backend_needs_its_address(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("LIMITER_BACKEND", "redis")
     with pytest.raises(ConfigError, match="REDIS_URL"):
         load_settings()
+
+
+def test_the_master_lease_defaults_to_twice_the_health_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LIMITER_MASTER_LEASE_MS", raising=False)
+    monkeypatch.setenv("LIMITER_HEALTH_INTERVAL_MS", "750")
+    assert load_settings().master_lease_s == 1.5
+    monkeypatch.setenv("LIMITER_MASTER_LEASE_MS", "5000")
+    assert load_settings().master_lease_s == 5.0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_SOURCE_ADDRESS": "not-an-ip"}, "REDIS_SOURCE_ADDRESS"),
+        ({"LIMITER_MASTER_LEASE_MS": "50"}, "LIMITER_MASTER_LEASE_MS"),
+        ({"REDIS_TLS_CA": "/no/such/ca.pem"}, "REDIS_TLS_CA"),
+        ({"REDIS_TLS_CA": __file__, "REDIS_TLS_CERT": __file__}, "REDIS_TLS_KEY"),
+    ],
+)
+def test_redis_access_settings_are_checked(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name in ("REDIS_TLS_CA", "REDIS_TLS_CERT", "REDIS_TLS_KEY", "LIMITER_MASTER_LEASE_MS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
