@@ -4,6 +4,8 @@ grpcio-reflection implements ``grpc.reflection.v1alpha.ServerReflection``. Newer
 (grpcurl, ``buf curl``) ask for ``grpc.reflection.v1.ServerReflection`` first; the two
 protocols are the same messages under another package name, so the same servicer answers
 both and ``grpcurl list`` / ``describe`` / calls work with no proto files.
+
+``LIMITER_REFLECTION=false`` leaves it out (the server then answers ``UNIMPLEMENTED``).
 """
 
 from __future__ import annotations

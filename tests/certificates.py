@@ -90,7 +90,7 @@ def peer_certificate(
     if client is not None:
         context.load_cert_chain(client.cert, client.key)
     with (
-        socket.create_connection((host, port), timeout=5) as raw,
+        socket.create_connection((host, port), timeout=20) as raw,
         context.wrap_socket(raw, server_hostname=server_name) as tls,
     ):
         peer = tls.getpeercert()

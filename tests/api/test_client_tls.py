@@ -86,7 +86,7 @@ def _settings(
     client: Issued | None = None,
     server_name: str | None = None,
 ) -> LimiterSettings:
-    environ = {"LIMITER_ADDR": address or "127.0.0.1:1", "LIMITER_TIMEOUT_MS": "5000"}
+    environ = {"LIMITER_ADDR": address or "127.0.0.1:1", "LIMITER_TIMEOUT_MS": "20000"}
     environ["LIMITER_FAILURE_MODE"] = "closed"
     if ca is not None:
         environ["LIMITER_TLS_CA"] = str(ca)
@@ -115,7 +115,7 @@ async def test_both_clients_decide_over_tls_with_limiter_tls_ca(limiters: TlsLim
     assert settings.uses_tls
     assert await _reasons(settings, "tls:ca") == BOTH_DECIDE
     async with LimiterClient(settings) as client:
-        assert await client.connect(5.0)
+        assert await client.connect(20.0)
 
 
 async def test_plaintext_or_distrusting_clients_get_the_failure_mode(

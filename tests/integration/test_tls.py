@@ -29,6 +29,9 @@ from tests.certificates import (
 
 pytestmark = [pytest.mark.integration, requires_openssl]
 
+# Generous: these tests are about refusals and failed calls, never about a slow machine.
+CALL_TIMEOUT_S = 20.0
+
 
 @dataclass(frozen=True)
 class Pki:
@@ -83,12 +86,12 @@ def _health(address: str, credentials: grpc.ChannelCredentials | None) -> int:
     )
     with channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+        return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT_S).status)
 
 
 def _decide(channel: grpc.Channel, key: str) -> proto.ShouldAllowResponse:
     reply: proto.ShouldAllowResponse = proto.RateLimiterStub(channel).ShouldAllow(
-        proto.ShouldAllowRequest(key=key), timeout=5
+        proto.ShouldAllowRequest(key=key), timeout=CALL_TIMEOUT_S
     )
     return reply
 
@@ -297,7 +300,7 @@ def test_reflection_off_is_unimplemented_while_decisions_work(processes: Process
             )
             request = reflection_pb2.ServerReflectionRequest(list_services="")
             with pytest.raises(grpc.RpcError) as raised:
-                list(call(iter([request]), timeout=5))
+                list(call(iter([request]), timeout=CALL_TIMEOUT_S))
             assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED, service
 
 
@@ -309,3 +312,15 @@ def test_bad_reflection_setting_names_the_variable(processes: ProcessGroup) -> N
     )
     assert process.wait_exit(30) == 2
     assert "LIMITER_REFLECTION" in process.log_tail()
+
+
+def test_sighup_without_tls_is_logged_and_survived(processes: ProcessGroup) -> None:
+    node = start_limiter(processes, "limiter", free_port(), {})
+    node.process.signal(signal.SIGHUP)
+    wait_until(
+        lambda: True if "nothing to reload" in node.process.log_tail() else None,
+        timeout=30,
+        waiting_for="the limiter to log the SIGHUP",
+        watch=(node.process,),
+    )
+    assert node.health() == SERVING
