@@ -8,7 +8,8 @@ decided and why).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import fnmatch
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 US_PER_SECOND = 1_000_000
@@ -40,13 +41,36 @@ class Reason(enum.IntEnum):
     FAIL_CLOSED = 4
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
+def key_matches(pattern: str, key: str) -> bool:
+    """``pattern`` is a glob when it holds ``*``, ``?`` or ``[``, else a prefix of ``key``."""
+    if _GLOB_CHARS.isdisjoint(pattern):
+        return key.startswith(pattern)
+    return fnmatch.fnmatchcase(key, pattern)
+
+
+class Override(NamedTuple):
+    """Another quota for the keys ``match`` fits, inside a policy: ``limit`` and, when
+    given, ``window_us`` and ``burst`` (``None``: the policy's)."""
+
+    match: str
+    limit: int
+    window_us: int | None = None
+    burst: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """A named quota: ``limit`` units per ``window_us``, counted by ``algorithm``.
 
     ``burst`` only matters to ``token_bucket`` (how many units may be spent at once; it
     defaults to ``limit``). ``match`` is a prefix or glob tested against keys when a request
-    names no policy; empty means the policy is only used by name.
+    names no policy; empty means the policy is only used by name. ``shadow``: decisions are
+    counted but always allow (a would-be denial says so). ``unlimited``: always allowed,
+    never counted. ``overrides``: other quotas for some keys (first match wins).
+    ``allow_request_override``: a request may bring its own limit and window.
     """
 
     name: str
@@ -55,6 +79,28 @@ class Policy:
     algorithm: Algorithm
     burst: int
     match: str = ""
+    shadow: bool = False
+    unlimited: bool = False
+    allow_request_override: bool = False
+    overrides: tuple[Override, ...] = ()
+
+    def for_key(self, key: str) -> Policy:
+        """This policy as it applies to ``key``: the first matching override's quota."""
+        for override in self.overrides:
+            if key_matches(override.match, key):
+                return self.with_quota(override.limit, override.window_us, override.burst)
+        return self
+
+    def with_quota(self, limit: int, window_us: int | None, burst: int | None = None) -> Policy:
+        """The same policy with another ``limit`` (and ``window_us``/``burst`` if given);
+        a token bucket's burst follows the limit unless given."""
+        return replace(
+            self,
+            limit=limit,
+            window_us=window_us if window_us is not None else self.window_us,
+            burst=burst if burst is not None else limit,
+            overrides=(),
+        )
 
     @property
     def capacity(self) -> int:

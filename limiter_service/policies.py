@@ -8,25 +8,34 @@ File format (``LIMITER_POLICIES``)::
         window: 1m                # 250ms, 30s, 1m, 1h, 1d or plain seconds
         algorithm: sliding_window # fixed_window (default), sliding_window, token_bucket
         match: "login:*"          # optional glob (has * ? or [) or prefix of the key
+      api:
+        limit: 100
+        window: 1m
+        shadow: true              # count, but never deny (REASON_SHADOW_OVER_LIMIT instead)
+        allow_request_override: true  # honour ShouldAllowRequest.limit / .window
+        overrides:                # other quotas for some keys; first match wins
+          - {match: "key:premium-*", limit: 1000}
+          - {match: "key:internal-", limit: 10000, window: 1s}
+      health-checks:
+        unlimited: true           # always allowed, never counted (no Redis round trip)
       default:
         limit: 10
         window: 60s
 
 Policies are tried in file order; the first whose ``match`` fits a key that names no policy
-wins, else ``default``.
+wins, else ``default``. Overrides apply to the policy chosen, whether by name or by match.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from limiter_service.decision import US_PER_SECOND, Algorithm, Policy
+from limiter_service.decision import US_PER_SECOND, Algorithm, Override, Policy, key_matches
 from limiter_service.errors import ConfigError, UnknownPolicy
 
 DEFAULT_POLICY = "default"
@@ -35,7 +44,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _WINDOW = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_US = {"ms": 1_000, "s": US_PER_SECOND, "m": 60 * US_PER_SECOND, "h": 3600 * US_PER_SECOND}
 _UNIT_US["d"] = 24 * _UNIT_US["h"]
-_GLOB_CHARS = frozenset("*?[")
 
 
 def parse_window(value: str | int) -> int:
@@ -53,36 +61,93 @@ def parse_window(value: str | int) -> int:
     return window_us
 
 
-class _PolicySpec(BaseModel):
+class FieldProblem(ValueError):
+    """A policy field is wrong beyond what its type says."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _check_token_bucket(policy: Policy) -> Policy:
+    if policy.algorithm is Algorithm.TOKEN_BUCKET and policy.emission_interval_us < 1:
+        raise FieldProblem("limit", "token_bucket needs window / limit of at least 1 microsecond")
+    return policy
+
+
+class _OverrideSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    match: str = Field(min_length=1)
     limit: int = Field(ge=1, le=MAX_LIMIT)
-    window: str | int
-    algorithm: Algorithm = Algorithm.FIXED_WINDOW
+    window: str | int | None = None
     burst: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
-    match: str = ""
 
     @field_validator("window")
     @classmethod
-    def _check_window(cls, value: str | int) -> str | int:
-        parse_window(value)
+    def _check_window(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_window(value)
+        return value
+
+    def build(self) -> Override:
+        window_us = parse_window(self.window) if self.window is not None else None
+        return Override(self.match, self.limit, window_us, self.burst)
+
+
+class _PolicySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
+    window: str | int | None = None
+    algorithm: Algorithm = Algorithm.FIXED_WINDOW
+    burst: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    match: str = ""
+    shadow: bool = False
+    unlimited: bool = False
+    allow_request_override: bool = False
+    overrides: list[_OverrideSpec] = Field(default_factory=list)
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_window(value)
         return value
 
     def build(self, name: str) -> Policy:
-        window_us = parse_window(self.window)
+        if self.unlimited:
+            # Nothing is counted: limit and window only describe the policy to clients.
+            limit, window = self.limit or 0, self.window or 1
+        elif self.limit is None or self.window is None:
+            raise FieldProblem("limit" if self.limit is None else "window", "Field required")
+        elif self.limit < 1:
+            raise FieldProblem("limit", "must be at least 1 (or say unlimited: true)")
+        else:
+            limit, window = self.limit, self.window
         if self.burst is not None and self.algorithm is not Algorithm.TOKEN_BUCKET:
-            raise ValueError("burst: only token_bucket takes a burst")
+            raise FieldProblem("burst", "only token_bucket takes a burst")
         policy = Policy(
             name=name,
-            limit=self.limit,
-            window_us=window_us,
+            limit=limit,
+            window_us=parse_window(window),
             algorithm=self.algorithm,
-            burst=self.burst if self.burst is not None else self.limit,
+            burst=self.burst if self.burst is not None else limit,
             match=self.match,
+            shadow=self.shadow,
+            unlimited=self.unlimited,
+            allow_request_override=self.allow_request_override,
+            overrides=tuple(spec.build() for spec in self.overrides),
         )
-        if policy.algorithm is Algorithm.TOKEN_BUCKET and policy.emission_interval_us < 1:
-            raise ValueError("limit: token_bucket needs window / limit of at least 1 microsecond")
-        return policy
+        for index, override in enumerate(policy.overrides):
+            if override.burst is not None and self.algorithm is not Algorithm.TOKEN_BUCKET:
+                raise FieldProblem(f"overrides.{index}.burst", "only token_bucket takes a burst")
+            try:
+                _check_token_bucket(policy.with_quota(*override[1:]))
+            except FieldProblem as exc:
+                raise FieldProblem(f"overrides.{index}.{exc.field}", exc.message) from None
+        return _check_token_bucket(policy)
 
 
 class PolicySet:
@@ -92,7 +157,7 @@ class PolicySet:
         if not policies:
             raise ConfigError("no policies defined")
         self._by_name: dict[str, Policy] = {p.name: p for p in policies}
-        self._matchers = [(p, _matcher(p.match)) for p in policies if p.match]
+        self._matchers = [p for p in policies if p.match]
         self.names = tuple(self._by_name)
 
     def __iter__(self) -> Iterator[Policy]:
@@ -109,8 +174,8 @@ class PolicySet:
                     name,
                 )
             return found
-        for policy, matches in self._matchers:
-            if matches(key):
+        for policy in self._matchers:
+            if key_matches(policy.match, key):
                 return policy
         default = self._by_name.get(DEFAULT_POLICY)
         if default is None:
@@ -125,12 +190,6 @@ class PolicySet:
 def shown(text: str, limit: int = 64) -> str:
     """``text`` quoted for a message, cut to ``limit`` characters (clients choose it)."""
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} chars)"
-
-
-def _matcher(pattern: str) -> Callable[[str], bool]:
-    if _GLOB_CHARS & set(pattern):
-        return lambda key: fnmatch.fnmatchcase(key, pattern)
-    return lambda key: key.startswith(pattern)
 
 
 def default_policies(rate_limit: int, time_window_s: int) -> PolicySet:
@@ -163,6 +222,6 @@ def load_policies(path: Path) -> PolicySet:
             first = exc.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "policy"
             raise ConfigError(f"{where}: field {field!r}: {first['msg']}") from None
-        except ValueError as exc:
-            raise ConfigError(f"{where}: field {exc}") from None
+        except FieldProblem as exc:
+            raise ConfigError(f"{where}: field {exc.field!r}: {exc.message}") from None
     return PolicySet(policies)

@@ -92,10 +92,24 @@ def test_no_default_and_no_match_is_not_found(tmp_path: Path) -> None:
         ("policies:\n  p: {limit: 5, window: 1w}\n", "policy 'p': field 'window'"),
         ("policies:\n  p: {limit: 5}\n", "policy 'p': field 'window'"),
         ("policies:\n  p: {limit: 5, window: 1s, algorithm: leaky}\n", "field 'algorithm'"),
-        ("policies:\n  p: {limit: 5, window: 1s, burst: 3}\n", "policy 'p': field burst"),
+        ("policies:\n  p: {limit: 5, window: 1s, burst: 3}\n", "policy 'p': field 'burst'"),
         ("policies:\n  p: {limit: 5, window: 1s, colour: red}\n", "field 'colour'"),
         ("policies:\n  'bad name': {limit: 5, window: 1s}\n", "policy 'bad name': name"),
-        ("policies:\n  p: {limit: 2000, window: 1ms, algorithm: token_bucket}\n", "field limit"),
+        ("policies:\n  p: {limit: 2000, window: 1ms, algorithm: token_bucket}\n", "field 'limit'"),
+        (
+            "policies:\n  p: {limit: 5, window: 1s, overrides: [{limit: 9}]}\n",
+            "'overrides.0.match'",
+        ),
+        (
+            "policies:\n  p: {limit: 5, window: 1s, overrides: [{match: a, limit: 9, window: x}]}",
+            "field 'overrides.0.window'",
+        ),
+        (
+            "policies:\n  p: {limit: 5, window: 1s, overrides: [{match: a, limit: 9, burst: 2}]}\n",
+            "field 'overrides.0.burst'",
+        ),
+        ("policies:\n  p: {window: 1s}\n", "policy 'p': field 'limit'"),
+        ("policies:\n  p: {limit: 5, window: 1s, shadow: maybe}\n", "field 'shadow'"),
         ("policies: [1, 2]\n", "top-level 'policies:'"),
         ("policies: {p: [1]\n", "not valid YAML"),
     ],
@@ -118,3 +132,60 @@ def test_default_policies_from_legacy_env_values() -> None:
     policy = policies.resolve("", "anything")
     assert (policy.name, policy.limit, policy.window_us) == ("default", 7, 30_000_000)
     assert policy.algorithm is Algorithm.FIXED_WINDOW
+
+
+MODEL = """
+policies:
+  api:
+    limit: 100
+    window: 1m
+    shadow: true
+    allow_request_override: true
+    overrides:
+      - {match: "key:premium-*", limit: 1000}
+      - {match: "key:internal-", limit: 5, window: 1s}
+  bucket:
+    limit: 10
+    window: 10s
+    algorithm: token_bucket
+    burst: 4
+    overrides:
+      - {match: "vip:", limit: 100, burst: 50}
+  probes:
+    unlimited: true
+  default:
+    limit: 10
+    window: 60s
+"""
+
+
+def test_shadow_unlimited_and_request_override_flags(tmp_path: Path) -> None:
+    policies = load_policies(write(tmp_path, MODEL))
+    api = policies.resolve("api", "k")
+    assert (api.shadow, api.unlimited, api.allow_request_override) == (True, False, True)
+    probes = policies.resolve("probes", "k")
+    assert (probes.unlimited, probes.shadow, probes.limit) == (True, False, 0)
+    default = policies.resolve("default", "k")
+    assert (default.shadow, default.unlimited, default.allow_request_override) == (
+        False,
+        False,
+        False,
+    )
+
+
+def test_overrides_apply_by_key_first_match_wins(tmp_path: Path) -> None:
+    api = load_policies(write(tmp_path, MODEL)).resolve("api", "")
+    premium = api.for_key("key:premium-42")
+    assert (premium.name, premium.limit, premium.window_us) == ("api", 1000, 60_000_000)
+    internal = api.for_key("key:internal-7")
+    assert (internal.limit, internal.window_us) == (5, 1_000_000)
+    assert api.for_key("key:basic-1") is api
+    assert premium.overrides == () and premium.shadow  # the rest of the policy stays
+
+
+def test_token_bucket_override_burst(tmp_path: Path) -> None:
+    bucket = load_policies(write(tmp_path, MODEL)).resolve("bucket", "")
+    assert (bucket.limit, bucket.burst) == (10, 4)
+    vip = bucket.for_key("vip:1")
+    assert (vip.limit, vip.burst, vip.capacity) == (100, 50, 50)
+    assert bucket.with_quota(20, None).burst == 20  # burst follows the new limit
