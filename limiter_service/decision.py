@@ -39,6 +39,8 @@ class Reason(enum.IntEnum):
     OVER_LIMIT = 2
     FAIL_OPEN = 3
     FAIL_CLOSED = 4
+    SHADOW_OVER_LIMIT = 5
+    UNLIMITED = 6
 
 
 _GLOB_CHARS = frozenset("*?[")

@@ -16,6 +16,8 @@ __all__ = ["FAIL_CLOSED_RETRY_AFTER_S", "Answers"]
 FAIL_CLOSED_RETRY_AFTER_S = 1
 _FAIL_OPEN = int(Reason.FAIL_OPEN)
 _FAIL_CLOSED = int(Reason.FAIL_CLOSED)
+# Reasons of an allowed decision the limiter made (anything else allowed: WITHIN_LIMIT).
+_ALLOWED = {int(r): r for r in (Reason.SHADOW_OVER_LIMIT, Reason.UNLIMITED)}
 
 
 def ceil_s(duration: Duration) -> int:
@@ -49,7 +51,7 @@ class Answers:
         if reply.allowed:
             return Decision(
                 True,
-                Reason.WITHIN_LIMIT,
+                _ALLOWED.get(reason, Reason.WITHIN_LIMIT),
                 reply.policy,
                 reply.limit,
                 reply.remaining,

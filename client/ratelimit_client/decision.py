@@ -26,6 +26,10 @@ class Reason(enum.IntEnum):
     FAIL_OPEN = 3
     #: Denied without counting: no decision could be made and the failure mode is ``closed``.
     FAIL_CLOSED = 4
+    #: Allowed although over the quota: the policy is in shadow mode (nothing counted).
+    SHADOW_OVER_LIMIT = 5
+    #: Allowed without counting: the policy is unlimited.
+    UNLIMITED = 6
 
 
 class Decision(NamedTuple):
@@ -52,4 +56,4 @@ class Decision(NamedTuple):
     @property
     def counted(self) -> bool:
         """Whether the limiter actually decided (as opposed to a failure mode answering)."""
-        return self.reason is Reason.WITHIN_LIMIT or self.reason is Reason.OVER_LIMIT
+        return self.reason is not Reason.FAIL_OPEN and self.reason is not Reason.FAIL_CLOSED

@@ -8,6 +8,8 @@ here, and nobody spells a method path or a serializer by hand.
 from ratelimit_client.proto._gen.ratelimit.v1 import ratelimit_pb2
 from ratelimit_client.proto._gen.ratelimit.v1.ratelimit_pb2 import (
     Reason,
+    ResetRequest,
+    ResetResponse,
     ShouldAllowBatchRequest,
     ShouldAllowBatchResponse,
     ShouldAllowRequest,
@@ -30,6 +32,8 @@ __all__ = [
     "RateLimiterServicer",
     "RateLimiterStub",
     "Reason",
+    "ResetRequest",
+    "ResetResponse",
     "ShouldAllowBatchRequest",
     "ShouldAllowBatchResponse",
     "ShouldAllowRequest",

@@ -17,23 +17,31 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_OVER_LIMIT: _ClassVar[Reason]
     REASON_FAIL_OPEN: _ClassVar[Reason]
     REASON_FAIL_CLOSED: _ClassVar[Reason]
+    REASON_SHADOW_OVER_LIMIT: _ClassVar[Reason]
+    REASON_UNLIMITED: _ClassVar[Reason]
 REASON_UNSPECIFIED: Reason
 REASON_WITHIN_LIMIT: Reason
 REASON_OVER_LIMIT: Reason
 REASON_FAIL_OPEN: Reason
 REASON_FAIL_CLOSED: Reason
+REASON_SHADOW_OVER_LIMIT: Reason
+REASON_UNLIMITED: Reason
 
 class ShouldAllowRequest(_message.Message):
-    __slots__ = ("key", "policy", "cost", "dry_run")
+    __slots__ = ("key", "policy", "cost", "dry_run", "limit", "window")
     KEY_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
     key: str
     policy: str
     cost: int
     dry_run: bool
-    def __init__(self, key: _Optional[str] = ..., policy: _Optional[str] = ..., cost: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    limit: int
+    window: _duration_pb2.Duration
+    def __init__(self, key: _Optional[str] = ..., policy: _Optional[str] = ..., cost: _Optional[int] = ..., dry_run: _Optional[bool] = ..., limit: _Optional[int] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ShouldAllowResponse(_message.Message):
     __slots__ = ("allowed", "limit", "remaining", "reset_after", "retry_after", "policy", "reason", "window")
@@ -66,3 +74,21 @@ class ShouldAllowBatchResponse(_message.Message):
     RESPONSES_FIELD_NUMBER: _ClassVar[int]
     responses: _containers.RepeatedCompositeFieldContainer[ShouldAllowResponse]
     def __init__(self, responses: _Optional[_Iterable[_Union[ShouldAllowResponse, _Mapping]]] = ...) -> None: ...
+
+class ResetRequest(_message.Message):
+    __slots__ = ("key", "policy", "limit", "window")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    policy: str
+    limit: int
+    window: _duration_pb2.Duration
+    def __init__(self, key: _Optional[str] = ..., policy: _Optional[str] = ..., limit: _Optional[int] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ResetResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    def __init__(self, policy: _Optional[str] = ...) -> None: ...

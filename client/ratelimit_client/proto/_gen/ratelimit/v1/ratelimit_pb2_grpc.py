@@ -45,6 +45,11 @@ class RateLimiterStub:
                 request_serializer=ratelimit_dot_v1_dot_ratelimit__pb2.ShouldAllowBatchRequest.SerializeToString,
                 response_deserializer=ratelimit_dot_v1_dot_ratelimit__pb2.ShouldAllowBatchResponse.FromString,
                 _registered_method=True)
+        self.Reset = channel.unary_unary(
+                '/ratelimit.v1.RateLimiter/Reset',
+                request_serializer=ratelimit_dot_v1_dot_ratelimit__pb2.ResetRequest.SerializeToString,
+                response_deserializer=ratelimit_dot_v1_dot_ratelimit__pb2.ResetResponse.FromString,
+                _registered_method=True)
 
 
 class RateLimiterServicer:
@@ -70,6 +75,15 @@ class RateLimiterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reset(self, request, context):
+        """Clear what `key` has spent under `policy` (e.g. after a successful login) in one
+        backend round trip: its next request sees the full budget. Validation and errors as
+        for ShouldAllow (PERMISSION_DENIED for `limit`/`window` the policy does not allow).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RateLimiterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +96,11 @@ def add_RateLimiterServicer_to_server(servicer, server):
                     servicer.ShouldAllowBatch,
                     request_deserializer=ratelimit_dot_v1_dot_ratelimit__pb2.ShouldAllowBatchRequest.FromString,
                     response_serializer=ratelimit_dot_v1_dot_ratelimit__pb2.ShouldAllowBatchResponse.SerializeToString,
+            ),
+            'Reset': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reset,
+                    request_deserializer=ratelimit_dot_v1_dot_ratelimit__pb2.ResetRequest.FromString,
+                    response_serializer=ratelimit_dot_v1_dot_ratelimit__pb2.ResetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +158,33 @@ class RateLimiter:
             '/ratelimit.v1.RateLimiter/ShouldAllowBatch',
             ratelimit_dot_v1_dot_ratelimit__pb2.ShouldAllowBatchRequest.SerializeToString,
             ratelimit_dot_v1_dot_ratelimit__pb2.ShouldAllowBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ratelimit.v1.RateLimiter/Reset',
+            ratelimit_dot_v1_dot_ratelimit__pb2.ResetRequest.SerializeToString,
+            ratelimit_dot_v1_dot_ratelimit__pb2.ResetResponse.FromString,
             options,
             channel_credentials,
             insecure,
