@@ -47,7 +47,7 @@ class AdmissionLimits(NamedTuple):
     max_rpcs: int = 2000
     max_peer_rpcs: int = 500
     max_decisions: int = 4000
-    max_peer_decisions: int = 2000
+    max_peer_decisions: int = 1000
 
 
 class ShedLog:
@@ -214,8 +214,7 @@ class Admission:
         waiter.future.set_exception(Overloaded(message, limit))
 
     def _unqueue(self, waiter: _Waiter) -> None:
-        if waiter.timer is not None:
-            waiter.timer.cancel()
+        _cancel_timer(waiter)
         queue = self._queues.get(waiter.peer)
         if queue is not None and waiter in queue:
             queue.remove(waiter)
@@ -223,24 +222,26 @@ class Admission:
                 del self._queues[waiter.peer]
 
     def _serve_waiting(self) -> None:
-        """Hand room to waiting calls: each peer in turn, its calls in order."""
-        served = []
-        for peer, queue in list(self._queues.items()):
-            while queue and (queue[0].future.done() or self._fits(peer, queue[0].units)):
-                waiter = queue.popleft()
-                if waiter.timer is not None:
-                    waiter.timer.cancel()
-                if waiter.future.done():  # its caller gave up; it unqueues itself
-                    continue
-                self._take(peer, waiter.units)
-                waiter.granted = True
-                waiter.future.set_result(None)
-                served.append(peer)
-            if not queue:
-                del self._queues[peer]
-        for peer in served:  # served peers go to the back of the line
-            if peer in self._queues:
-                self._queues[peer] = self._queues.pop(peer)
+        """Hand room to waiting calls: one call of each peer per round (then that peer goes
+        to the back of the line), a peer's calls in order, until nothing more fits."""
+        progress = True
+        while progress and self._queues:
+            progress = False
+            for peer, queue in list(self._queues.items()):
+                while queue and queue[0].future.done():  # its caller gave up
+                    _cancel_timer(queue.popleft())
+                if queue and self._fits(peer, queue[0].units):
+                    waiter = queue.popleft()
+                    _cancel_timer(waiter)
+                    self._take(peer, waiter.units)
+                    waiter.granted = True
+                    waiter.future.set_result(None)
+                    progress = True
+                    del self._queues[peer]
+                    if queue:
+                        self._queues[peer] = queue
+                elif not queue:
+                    del self._queues[peer]
 
     def _shortage(self, peer: str, units: int) -> tuple[str, str]:
         """Why ``units`` more decisions from ``peer`` do not fit, and the limit's name."""
@@ -261,6 +262,11 @@ class Admission:
         error = Overloaded(f"overloaded: {reason}; retry later", limit)
         self.shed.record(error, units)
         raise error
+
+
+def _cancel_timer(waiter: _Waiter) -> None:
+    if waiter.timer is not None:
+        waiter.timer.cancel()
 
 
 def _decrement(counts: dict[str, int], key: str, by: int) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from ratelimit_client import InvalidKey, Misconfigured
-from ratelimit_client.errors import RpcFailure, error_for_status
+from ratelimit_client import FailureMode, InvalidKey, Misconfigured, Reason
+from ratelimit_client.answers import Answers
+from ratelimit_client.errors import OVERLOADED, RpcFailure, error_for_status
 from ratelimit_client.fastapi import (
     InvalidRateLimitKey,
     LimiterUnavailable,
@@ -80,6 +81,17 @@ def test_a_message_too_large_for_grpc_itself_is_the_clients_fault() -> None:
         RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many", (), "SOME_LIMIT"), "x"
     )
     assert isinstance(quota, Misconfigured)
+
+
+@pytest.mark.parametrize("mode", [FailureMode.OPEN, FailureMode.CLOSED])
+def test_an_overloaded_limiter_leaves_it_to_the_failure_mode(mode: FailureMode) -> None:
+    # The limiter shed the call unexamined: nothing is wrong with the key or the policy.
+    failure = RpcFailure(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded: 1000 decision(s) in flight", (), OVERLOADED
+    )
+    assert error_for_status(failure, "default") is None
+    decision = Answers(mode).failure(failure, "default")
+    assert decision.reason is (Reason.FAIL_OPEN if mode is FailureMode.OPEN else Reason.FAIL_CLOSED)
 
 
 def test_unknown_policy_is_a_server_bug() -> None:

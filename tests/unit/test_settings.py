@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from limiter_service.connections import MIN_CLIENT_PING_INTERVAL_MS, connection_options
 from limiter_service.decision import FailureMode
 from limiter_service.errors import ConfigError
 from limiter_service.settings import BackendKind, load_settings
+from ratelimit_client.channel import channel_options
 
 ENV_NAMES = (
     "LIMITER_BACKEND",
@@ -97,4 +99,87 @@ def test_redis_access_settings_are_checked(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+ADMISSION_AND_CONNECTION_NAMES = (
+    "LIMITER_MAX_RPCS_IN_FLIGHT",
+    "LIMITER_MAX_PEER_RPCS_IN_FLIGHT",
+    "LIMITER_MAX_DECISIONS_IN_FLIGHT",
+    "LIMITER_MAX_PEER_DECISIONS_IN_FLIGHT",
+    "LIMITER_KEEPALIVE_TIME_MS",
+    "LIMITER_KEEPALIVE_TIMEOUT_MS",
+    "LIMITER_MAX_CONNECTION_IDLE_MS",
+    "LIMITER_MAX_CONNECTION_AGE_MS",
+    "LIMITER_MAX_CONNECTION_AGE_GRACE_MS",
+    "LIMITER_MAX_CONCURRENT_STREAMS",
+    "LIMITER_MEMORY_TRIM_INTERVAL_S",
+)
+
+
+def test_admission_and_connection_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ADMISSION_AND_CONNECTION_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert (
+        settings.max_rpcs_in_flight,
+        settings.max_peer_rpcs_in_flight,
+        settings.max_decisions_in_flight,
+        settings.max_peer_decisions_in_flight,
+    ) == (2000, 500, 4000, 1000)
+    assert dict(connection_options(settings)) == {
+        "grpc.max_concurrent_streams": 100,
+        "grpc.max_connection_idle_ms": 300_000,
+        "grpc.max_connection_age_ms": 300_000,
+        "grpc.max_connection_age_grace_ms": 10_000,
+        "grpc.keepalive_time_ms": 60_000,
+        "grpc.keepalive_timeout_ms": 20_000,
+        "grpc.keepalive_permit_without_calls": 1,
+        "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+    }
+    assert settings.memory_trim_interval_s == 10.0
+
+
+def test_the_server_accepts_the_client_librarys_keepalive_pings() -> None:
+    client = dict(channel_options())
+    assert client["grpc.keepalive_time_ms"] >= MIN_CLIENT_PING_INTERVAL_MS
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LIMITER_MAX_RPCS_IN_FLIGHT", "0"),
+        ("LIMITER_MAX_PEER_RPCS_IN_FLIGHT", "many"),
+        ("LIMITER_MAX_DECISIONS_IN_FLIGHT", "999"),  # a full batch could never be admitted
+        ("LIMITER_MAX_PEER_DECISIONS_IN_FLIGHT", "999"),
+        ("LIMITER_KEEPALIVE_TIME_MS", "999"),
+        ("LIMITER_KEEPALIVE_TIMEOUT_MS", "0"),
+        ("LIMITER_MAX_CONNECTION_IDLE_MS", "99"),
+        ("LIMITER_MAX_CONNECTION_AGE_MS", "-1"),
+        ("LIMITER_MAX_CONNECTION_AGE_GRACE_MS", "3600001"),
+        ("LIMITER_MAX_CONCURRENT_STREAMS", "0"),
+        ("LIMITER_MEMORY_TRIM_INTERVAL_S", "-1"),
+    ],
+)
+def test_bad_admission_and_connection_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("peer", "everyone"),
+    [
+        ("LIMITER_MAX_PEER_RPCS_IN_FLIGHT", "LIMITER_MAX_RPCS_IN_FLIGHT"),
+        ("LIMITER_MAX_PEER_DECISIONS_IN_FLIGHT", "LIMITER_MAX_DECISIONS_IN_FLIGHT"),
+    ],
+)
+def test_one_peer_may_not_have_more_than_everyone(
+    monkeypatch: pytest.MonkeyPatch, peer: str, everyone: str
+) -> None:
+    monkeypatch.setenv(peer, "5000")
+    monkeypatch.setenv(everyone, "4000")
+    with pytest.raises(ConfigError, match=f"{peer} \\(5000\\) must not exceed {everyone}"):
         load_settings()
