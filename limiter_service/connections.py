@@ -5,8 +5,8 @@ waiting for its message) until the stream or the connection ends; nothing in gRP
 out on the server's side. What bounds it:
 
 - ``max_concurrent_streams`` caps the streams of one connection (advertised in SETTINGS;
-  streams beyond it are refused with ``REFUSED_STREAM``), so one connection cannot hold
-  more than that many;
+  streams beyond it are refused with ``REFUSED_STREAM``, and a client far beyond it loses
+  its connection), so one connection cannot hold more than that many;
 - ``max_connection_age_ms`` + ``max_connection_age_grace_ms`` bound how long: at the age
   (give or take gRPC's 10 % jitter) the server sends GOAWAY, in-flight calls get the
   grace to finish, then the connection is closed and every stream on it released;
@@ -36,6 +36,11 @@ def connection_options(settings: Settings) -> list[tuple[str, Any]]:
     """gRPC server channel args for the connection limits in ``settings``."""
     return [
         ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+        # With gRPC's "overload protection" a stream keeps counting against the limit
+        # until the server has freed its call; a client's first burst on a new connection
+        # (sent before it knew the limit) was then refused: 800 of 1,000 UNAVAILABLE.
+        # Without it the burst is queued, and silent streams are held to the limit alike.
+        ("grpc.http.overload_protection", 0),
         ("grpc.max_connection_idle_ms", settings.max_connection_idle_ms),
         ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
         ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_ms),

@@ -22,7 +22,8 @@ _PATH = f"/{proto.SERVICE_NAME}/ShouldAllow".encode()
 
 class SilentConnection:
     """One connection holding streams that never send. ``open`` connects and waits for the
-    server's SETTINGS; ``open_streams`` opens up to the number it allows."""
+    server's SETTINGS; ``open_streams`` opens up to the number it allows, ``open(rush=n)``
+    sends n with the connection preface, before the server can say how many it allows."""
 
     def __init__(self, host: str, port: int) -> None:
         self._host = host
@@ -31,6 +32,7 @@ class SilentConnection:
             h2.config.H2Configuration(client_side=True, header_encoding=None)
         )
         self._settings = asyncio.Event()
+        self._pong = asyncio.Event()
         self.closed = asyncio.Event()
         """Set when the server closed the connection (EOF)."""
         self.opened = 0
@@ -40,10 +42,12 @@ class SilentConnection:
         self._writer: asyncio.StreamWriter | None = None
         self._pump: asyncio.Task[None] | None = None
 
-    async def open(self) -> None:
-        """Connect and return once the server's SETTINGS have arrived."""
+    async def open(self, rush: int = 0) -> None:
+        """Connect, sending ``rush`` silent streams at once, and return once the server's
+        SETTINGS have arrived (or it closed the connection)."""
         self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
         self._h2.initiate_connection()
+        self._send_headers(rush)
         self._writer.write(self._h2.data_to_send())
         self._pump = asyncio.ensure_future(self._read())
         await self._settings.wait()
@@ -56,6 +60,30 @@ class SilentConnection:
     async def open_streams(self, wanted: int) -> int:
         """Open ``wanted`` silent streams, or as many as the server allows; return how many."""
         assert self._writer is not None
+        count = min(wanted, self.stream_limit - self.opened)
+        self._send_headers(count)
+        self._writer.write(self._h2.data_to_send())
+        await self._writer.drain()
+        return count
+
+    async def round_trip(self) -> None:
+        """A PING and its answer: the server has handled every frame we sent before it (a
+        closed connection ends the wait too)."""
+        assert self._writer is not None
+        if self.closed.is_set():
+            return
+        self._pong.clear()
+        self._h2.ping(b"silence!")
+        self._writer.write(self._h2.data_to_send())
+        waits = [
+            asyncio.ensure_future(self._pong.wait()),
+            asyncio.ensure_future(self.closed.wait()),
+        ]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+
+    def _send_headers(self, count: int) -> None:
         headers = [
             (b":method", b"POST"),
             (b":scheme", b"http"),
@@ -64,13 +92,9 @@ class SilentConnection:
             (b"content-type", b"application/grpc"),
             (b"te", b"trailers"),
         ]
-        count = min(wanted, self.stream_limit)
         for _ in range(count):
             self._h2.send_headers(self._h2.get_next_available_stream_id(), headers)
-        self._writer.write(self._h2.data_to_send())
-        await self._writer.drain()
         self.opened += count
-        return count
 
     async def _read(self) -> None:
         assert self._reader is not None and self._writer is not None
@@ -91,6 +115,8 @@ class SilentConnection:
                         self.refused += 1
                     elif isinstance(event, h2.events.ConnectionTerminated):
                         self.goaway = True
+                    elif isinstance(event, h2.events.PingAckReceived):
+                        self._pong.set()
                 if pending := self._h2.data_to_send():
                     self._writer.write(pending)  # SETTINGS and PING acknowledgements
         except ConnectionError:
@@ -98,6 +124,7 @@ class SilentConnection:
         finally:
             self.closed.set()
             self._settings.set()
+            self._pong.set()
 
     async def close(self) -> None:
         """Go away from our side (if the server has not already)."""

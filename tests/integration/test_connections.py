@@ -2,10 +2,9 @@
 released when their connection reaches its age, the limiter's memory comes back to about
 where it started, and an idle connection is closed.
 
-The client here opens 20,000 silent streams over 20 connections, as many on each as the
-limiter allows (a client opening more than the advertised limit fares worse: gRPC refuses
-the excess and closes its connection at once), then does nothing. States are read from the
-limiter itself: its sockets and its RSS in ``/proc/<pid>``.
+The client here asks for 20,000 silent streams over 20 connections and gets as many on each
+as the limiter allows, then does nothing; a client ignoring the limit gets no more. States
+are read from the limiter itself: its sockets and its RSS in ``/proc/<pid>``.
 """
 
 from __future__ import annotations
@@ -127,6 +126,21 @@ async def test_silent_streams_are_capped_released_and_their_memory_returned(
         f"\nsilent streams: {opened} held on {CONNECTIONS} connections; RSS {rss_before} kB "
         f"before, {peak} kB at peak, {rss_after} kB after"
     )
+
+
+async def test_a_client_ignoring_the_stream_limit_holds_no_more_than_it(
+    redis_server: StandaloneRedis, processes: ProcessGroup
+) -> None:
+    node = start(processes, redis_server)
+    connection = SilentConnection(node.host, node.port)
+    try:
+        # Sent with the connection preface, before the limiter could say how many it allows.
+        await connection.open(rush=STREAMS // CONNECTIONS)
+        await connection.round_trip()
+        held = 0 if connection.closed.is_set() else connection.opened - connection.refused
+    finally:
+        await connection.close()
+    assert held <= STREAM_LIMIT
 
 
 async def test_an_idle_connection_is_closed(
