@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench proto stack system-deps venv format clean wheels
+.PHONY: run test lint bench proto stack system-deps venv format clean compose-test wheels
 
 $(STAMP): pyproject.toml client/pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ stack: $(STAMP) system-deps
 wheels: $(STAMP)
 	$(PY) -m build --wheel --no-isolation --outdir dist client
 	$(PY) -m build --wheel --no-isolation --outdir dist .
+
+## deploy/docker-compose.yml for real: images built, brought up with podman, tested, taken down.
+compose-test: $(STAMP) system-deps
+	bash scripts/compose/run.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,12 +1,18 @@
 """``deploy/docker-compose.yml`` is valid and declares what the local stack runs: the same
 services, the same environment variable names for the limiters, the APIs and Nginx, and a
-healthcheck on every service with start-up ordered on them."""
+healthcheck on every service with start-up ordered on them. Its addresses cannot collide,
+the Redis layer's names never need DNS, and each image installs only what it runs.
+(``make compose-test`` brings it up for real: ``tests/compose/``.)"""
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -24,6 +30,21 @@ from devstack.stack_config import (
 from tests.e2e.compose import COMPOSE_FILE, ENVSUBST_SETTINGS, compose_env_names, load_compose
 
 COMPOSE = load_compose()
+REPO_ROOT = COMPOSE_FILE.parents[1]
+
+
+def _load_image_requirements() -> ModuleType:
+    """deploy/ is no package: load the script the Dockerfiles run by its path."""
+    spec = importlib.util.spec_from_file_location(
+        "image_requirements", COMPOSE_FILE.parent / "image_requirements.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+image_requirements = _load_image_requirements()
 
 
 def test_docker_compose_config_succeeds() -> None:
@@ -85,3 +106,69 @@ def test_sentinels_start_from_their_own_config() -> None:
         definition = COMPOSE["services"][service]
         assert definition["environment"]["SENTINEL_ANNOUNCE_HOST"] == service
         assert all(":ro" in volume and ".conf" not in volume for volume in definition["volumes"])
+
+
+def _fixed_addresses() -> dict[str, str]:
+    return {
+        name: service["networks"]["default"]["ipv4_address"]
+        for name, service in COMPOSE["services"].items()
+        if "ipv4_address" in ((service.get("networks") or {}).get("default") or {})
+    }
+
+
+def test_fixed_addresses_are_outside_the_dynamic_range() -> None:
+    """Engines hand out dynamic addresses in order from the bottom of ``ip_range``: a fixed
+    address inside it is taken by whichever container starts ninth (Nginx never started)."""
+    (ipam,) = COMPOSE["networks"]["default"]["ipam"]["config"]
+    subnet = ipaddress.ip_network(ipam["subnet"])
+    dynamic = ipaddress.ip_network(ipam["ip_range"])
+    assert dynamic.subnet_of(subnet)  # type: ignore[arg-type]
+    fixed = _fixed_addresses()
+    assert {"nginx", "redis-master", "sentinel-1"} <= set(fixed)
+    assert len(set(fixed.values())) == len(fixed), fixed
+    for name, address in fixed.items():
+        assert ipaddress.ip_address(address) in subnet, name
+        assert ipaddress.ip_address(address) not in dynamic, name
+        assert ipaddress.ip_address(address) != next(subnet.hosts()), f"{name}: the gateway"
+
+
+def test_redis_names_come_from_etc_hosts_with_their_fixed_addresses() -> None:
+    """Sentinel resolves names on its only thread: every Redis-layer name each Redis node,
+    Sentinel and limiter looks up is in its /etc/hosts, with the address compose gives it."""
+    fixed = _fixed_addresses()
+    redis_layer = {name for name in SERVICES if name.startswith(("redis-", "sentinel-"))}
+    expected = {f"{name}:{fixed[name]}" for name in redis_layer}
+    for name in (*redis_layer, *LIMITER_SERVICES):
+        assert set(COMPOSE["services"][name]["extra_hosts"]) == expected, name
+
+
+@pytest.mark.parametrize("service", API_SERVICES)
+def test_apis_trust_exactly_nginx(service: str) -> None:
+    trusted = COMPOSE["services"][service]["environment"]["TRUSTED_PROXIES"]
+    assert trusted == _fixed_addresses()[NGINX_SERVICE]
+
+
+def test_each_image_installs_only_what_it_runs() -> None:
+    """deploy/image_requirements.py, which both Dockerfiles run (the built images are
+    checked by tests/compose/test_images.py)."""
+    names = {
+        image: {re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower() for line in lines}
+        for image in ("limiter", "api")
+        for lines in [image_requirements.requirements(image, REPO_ROOT)]
+    }
+    assert {"redis", "pyyaml", "pydantic-settings", "grpcio-reflection"} <= names["limiter"]
+    assert {"fastapi", "uvicorn", "httptools", "uvloop"}.isdisjoint(names["limiter"])
+    assert {"fastapi", "uvicorn", "grpcio", "protobuf"} <= names["api"]
+    assert {"redis", "pyyaml", "pydantic-settings", "grpcio-reflection"}.isdisjoint(names["api"])
+    assert "ratelimit-client" not in names["limiter"] | names["api"], "copied from source"
+
+
+@pytest.mark.parametrize("dockerfile", ["limiter.Dockerfile", "api.Dockerfile"])
+def test_dependencies_are_installed_before_the_code_is_copied(dockerfile: str) -> None:
+    """So a code edit rebuilds only the last layers."""
+    lines = (COMPOSE_FILE.parent / dockerfile).read_text().splitlines()
+    install = next(i for i, line in enumerate(lines) if "pip install" in line)
+    code = [
+        i for i, line in enumerate(lines) if line.startswith("COPY") and "/tmp/deps" not in line
+    ]
+    assert code and min(code) > install, dockerfile
