@@ -3,7 +3,9 @@
     LimiterError
     ├── RequestError              a client asked for something we refuse (never touches Redis)
     │   ├── InvalidRequest        -> gRPC INVALID_ARGUMENT (empty/oversized key, cost, batch size)
-    │   └── UnknownPolicy         -> gRPC NOT_FOUND (names the known policies)
+    │   ├── UnknownPolicy         -> gRPC NOT_FOUND (names the known policies)
+    │   └── OverrideNotAllowed    -> gRPC PERMISSION_DENIED (a request brought its own quota
+    │                                and the policy does not say allow_request_override)
     ├── BackendUnavailable        the backend could not answer within the deadline; the
     │                             configured failure mode answers instead (never a status)
     ├── Overloaded                too much work in flight (in the process, or from the
@@ -40,6 +42,14 @@ class InvalidRequest(RequestError):
 class UnknownPolicy(RequestError):
     """The request names a policy that does not exist, or no policy fits its key;
     ``policy`` is the name asked for (empty when none was)."""
+
+    def __init__(self, message: str, policy: str) -> None:
+        super().__init__(message)
+        self.policy = policy
+
+
+class OverrideNotAllowed(RequestError):
+    """The request brought its own ``limit``/``window`` and ``policy`` does not allow it."""
 
     def __init__(self, message: str, policy: str) -> None:
         super().__init__(message)

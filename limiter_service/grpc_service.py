@@ -8,8 +8,11 @@ place (``status_for``): a client sees a status, a message naming the problem and
 error                  status              details
 =====================  ==================  ================================================
 ``InvalidRequest``     INVALID_ARGUMENT    ``BadRequest``: the field (``key``, ``cost``,
-                                           ``requests``, ``requests[3].key``)
+                                           ``requests``, ``requests[3].key``, ``limit``,
+                                           ``window``, ``policy``)
 ``UnknownPolicy``      NOT_FOUND           ``ErrorInfo`` ``UNKNOWN_POLICY``, ``policy``
+``OverrideNot...``     PERMISSION_DENIED   ``ErrorInfo`` ``REQUEST_OVERRIDE_NOT_ALLOWED``,
+                                           ``policy``
 ``Overloaded``         RESOURCE_EXHAUSTED  ``ErrorInfo`` ``OVERLOADED``, ``limit`` (the
                                            admission limit reached: ``rpcs``,
                                            ``decisions``, ``peer_decisions``)
@@ -44,7 +47,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from limiter_service.decision import US_PER_SECOND, Decision
-from limiter_service.errors import InvalidRequest, LimiterError, Overloaded, UnknownPolicy
+from limiter_service.errors import (
+    InvalidRequest,
+    LimiterError,
+    Overloaded,
+    OverrideNotAllowed,
+    UnknownPolicy,
+)
 from limiter_service.limiter import Limiter
 from ratelimit_client import proto
 from ratelimit_client.errors import ERROR_DOMAIN, OVERLOADED
@@ -83,6 +92,9 @@ def status_for(error: Exception, batch: bool) -> grpc.Status:
         )
     elif isinstance(error, UnknownPolicy):
         code, detail = code_pb2.NOT_FOUND, _info("UNKNOWN_POLICY", policy=error.policy)
+    elif isinstance(error, OverrideNotAllowed):
+        code = code_pb2.PERMISSION_DENIED
+        detail = _info("REQUEST_OVERRIDE_NOT_ALLOWED", policy=error.policy)
     elif isinstance(error, Overloaded):
         code, detail = code_pb2.RESOURCE_EXHAUSTED, _info(OVERLOADED, limit=error.limit)
     elif isinstance(error, LimiterError):
@@ -219,6 +231,13 @@ class RateLimiterService(proto.RateLimiterServicer):
         for decision in decisions:
             _fill(add(), decision)
         return response
+
+    @_mapped(batch=False)
+    async def Reset(
+        self, request: proto.ResetRequest, context: grpc.aio.ServicerContext
+    ) -> proto.ResetResponse:
+        name = await self._limiter.reset(request, context.time_remaining())
+        return proto.ResetResponse(policy=name)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         """Register both methods on ``server`` from the generated method table, with

@@ -20,12 +20,18 @@ from limiter_service.decision import (
     Decision,
     FailureMode,
     Hit,
+    Policy,
     Reason,
     Verdict,
 )
-from limiter_service.errors import BackendUnavailable, InvalidRequest, RequestError
+from limiter_service.errors import (
+    BackendUnavailable,
+    InvalidRequest,
+    OverrideNotAllowed,
+    RequestError,
+)
 from limiter_service.fallback import FallbackLog
-from limiter_service.policies import PolicySet
+from limiter_service.policies import MAX_LIMIT, PolicySet
 from limiter_service.timeouts import patient_timeout
 
 MAX_BATCH = 1000
@@ -42,14 +48,42 @@ _ALGORITHM_TAG = {
 }
 
 
-class RequestLike(Protocol):
-    """What ``Limiter`` reads of a request; ``Request`` and the wire message both fit."""
+class DurationLike(Protocol):
+    """``google.protobuf.Duration``'s two fields."""
+
+    @property
+    def seconds(self) -> int: ...
+
+    @property
+    def nanos(self) -> int: ...
+
+
+class Span(NamedTuple):
+    """A duration as ``DurationLike`` (for requests built in Python)."""
+
+    seconds: int = 0
+    nanos: int = 0
+
+
+class QuotaLike(Protocol):
+    """What names a counter: key, policy and a request's own quota (``limit``/``window``
+    zero: the policy's). ``ResetRequest`` fits."""
 
     @property
     def key(self) -> str: ...
 
     @property
     def policy(self) -> str: ...
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def window(self) -> DurationLike: ...
+
+
+class RequestLike(QuotaLike, Protocol):
+    """What ``Limiter`` reads of a request; ``Request`` and the wire message both fit."""
 
     @property
     def cost(self) -> int: ...
@@ -65,6 +99,8 @@ class Request(NamedTuple):
     policy: str = ""
     cost: int = 1
     dry_run: bool = False
+    limit: int = 0
+    window: Span = Span()
 
 
 class Limiter:
@@ -98,8 +134,22 @@ class Limiter:
         self.fallbacks = FallbackLog(failure_mode.value)
 
     def hit_for(self, request: RequestLike) -> Hit:
-        """Validate ``request`` and say what to count. Raises ``InvalidRequest`` or
-        ``UnknownPolicy`` with a message naming the problem."""
+        """Validate ``request`` and say what to count. Raises ``InvalidRequest``,
+        ``UnknownPolicy`` or ``OverrideNotAllowed`` with a message naming the problem."""
+        policy, storage_key = self.counter_for(request)
+        cost = request.cost or 1
+        if cost > policy.capacity and not policy.unlimited:
+            raise InvalidRequest(
+                f"cost {cost} exceeds the capacity {policy.capacity} of policy {policy.name!r}",
+                "cost",
+            )
+        return Hit(storage_key, policy, cost, request.dry_run)
+
+    def counter_for(self, request: QuotaLike) -> tuple[Policy, str]:
+        """The quota that applies to ``request`` (its policy, the policy's override for its
+        key, or the request's own quota) and the storage key of its counter. A quota with
+        another window (and, for token_bucket, another limit) than the policy's own has a
+        counter of its own. Raises as ``hit_for``."""
         key = request.key
         if not key:
             raise InvalidRequest("key must not be empty", "key")
@@ -117,16 +167,35 @@ class Limiter:
                 f"{MAX_POLICY_NAME_BYTES}",
                 "policy",
             )
-        policy = self.policies.resolve(name, key)
-        cost = request.cost or 1
-        if cost > policy.capacity:
-            raise InvalidRequest(
-                f"cost {cost} exceeds the capacity {policy.capacity} of policy {policy.name!r}",
-                "cost",
-            )
-        tag = _ALGORITHM_TAG[policy.algorithm]
-        storage_key = f"{self._prefix}:{{{policy.name}:{key}}}:{tag}"
-        return Hit(storage_key, policy, cost, request.dry_run)
+        base = self.policies.resolve(name, key)
+        policy = base.for_key(key)
+        window = request.window
+        window_us = window.seconds * US_PER_SECOND + window.nanos // 1000
+        if request.limit or window_us:
+            policy = _requested(policy, request.limit, window_us)
+        storage_key = f"{self._prefix}:{{{policy.name}:{key}}}:{_ALGORITHM_TAG[policy.algorithm]}"
+        if policy.window_us != base.window_us:
+            storage_key += f":w{policy.window_us}"
+        if policy.algorithm is Algorithm.TOKEN_BUCKET and policy.limit != base.limit:
+            storage_key += f":l{policy.limit}"
+        return policy, storage_key
+
+    async def reset(self, request: QuotaLike, time_remaining_s: float | None = None) -> str:
+        """Clear the counter ``request`` names (validated as for a decision) in one round
+        trip; returns the policy's name. Raises ``BackendUnavailable`` when the backend does
+        not answer within the decision timeout (75 % of the caller's deadline at most)."""
+        policy, storage_key = self.counter_for(request)
+        if policy.unlimited:
+            return policy.name
+        budget = self._decision_timeout_s
+        if time_remaining_s is not None:
+            budget = min(budget, max(time_remaining_s * _DEADLINE_SHARE, 0.0))
+        try:
+            async with patient_timeout(budget):
+                await self.backend.reset(storage_key, self._now() + budget)
+        except TimeoutError:
+            raise BackendUnavailable(f"no answer within {budget * 1000:.0f} ms") from None
+        return policy.name
 
     async def decide(
         self,
@@ -170,6 +239,17 @@ class Limiter:
             except RequestError as exc:
                 exc.index = index
                 raise
+        counted = [hit for hit in hits if not hit.policy.unlimited]
+        if len(counted) < len(hits):
+            if not counted:  # nothing to ask the backend
+                return [_unlimited(hit.policy) for hit in hits]
+            decided = iter(await self._decide_hits(counted, time_remaining_s))
+            return [
+                _unlimited(hit.policy) if hit.policy.unlimited else next(decided) for hit in hits
+            ]
+        return await self._decide_hits(hits, time_remaining_s)
+
+    async def _decide_hits(self, hits: list[Hit], time_remaining_s: float | None) -> list[Decision]:
         if not hits:
             return []
         budget = self._decision_timeout_s
@@ -208,15 +288,46 @@ class Limiter:
         await self.backend.close()
 
 
+def _requested(policy: Policy, limit: int, window_us: int) -> Policy:
+    """``policy`` with the request's own quota; raises when the policy does not allow one
+    or the quota is out of range."""
+    if not policy.allow_request_override:
+        raise OverrideNotAllowed(
+            f"policy {policy.name!r} does not accept a limit or window from the request "
+            "(it would need allow_request_override: true)",
+            policy.name,
+        )
+    if limit > MAX_LIMIT:
+        raise InvalidRequest(f"limit {limit} is over the maximum {MAX_LIMIT}", "limit")
+    if window_us < 0 or (window_us == 0 and limit == 0):
+        raise InvalidRequest("window must be positive", "window")
+    overridden = policy.with_quota(limit or policy.limit, window_us or None)
+    if overridden.algorithm is Algorithm.TOKEN_BUCKET and overridden.emission_interval_us < 1:
+        raise InvalidRequest("window / limit must be at least 1 microsecond", "limit")
+    return overridden
+
+
+def _unlimited(policy: Policy) -> Decision:
+    return Decision(
+        True, policy.limit, policy.limit, 0, 0, policy.name, Reason.UNLIMITED, policy.window_us
+    )
+
+
 def _decision(hit: Hit, verdict: Verdict) -> Decision:
     policy = hit.policy
+    if verdict.allowed:
+        reason = Reason.WITHIN_LIMIT
+    elif policy.shadow:
+        reason = Reason.SHADOW_OVER_LIMIT
+    else:
+        reason = Reason.OVER_LIMIT
     return Decision(
-        verdict.allowed,
+        verdict.allowed or policy.shadow,
         policy.limit,
         verdict.remaining,
         verdict.reset_after_us,
         verdict.retry_after_us,
         policy.name,
-        Reason.WITHIN_LIMIT if verdict.allowed else Reason.OVER_LIMIT,
+        reason,
         policy.window_us,
     )

@@ -12,7 +12,7 @@ stands in for the service in tests; ``ratelimit_client.proto`` is the wire contr
 
 from ratelimit_client.aio import LimiterClient
 from ratelimit_client.decision import Decision, Reason
-from ratelimit_client.errors import InvalidKey, Misconfigured, RateLimitClientError
+from ratelimit_client.errors import InvalidKey, Misconfigured, RateLimitClientError, ResetFailed
 from ratelimit_client.settings import (
     ConfigError,
     FailureMode,
@@ -31,6 +31,7 @@ __all__ = [
     "Misconfigured",
     "RateLimitClientError",
     "Reason",
+    "ResetFailed",
     "SyncLimiterClient",
     "load_limiter_settings",
 ]

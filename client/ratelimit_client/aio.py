@@ -13,12 +13,14 @@ import asyncio
 import logging
 from types import TracebackType
 
+import grpc
+
 from ratelimit_client import proto
 from ratelimit_client.answers import Answers
 from ratelimit_client.channel import open_aio_channel
 from ratelimit_client.coalescing import CallCoalescer
 from ratelimit_client.decision import Decision
-from ratelimit_client.errors import RpcFailure
+from ratelimit_client.errors import RpcFailure, failure_from
 from ratelimit_client.outage import OutageLog
 from ratelimit_client.settings import LimiterSettings
 
@@ -36,7 +38,8 @@ class LimiterClient:
         settings = settings if settings is not None else LimiterSettings()
         self._target = settings.limiter_addr
         self._channel = open_aio_channel(settings)
-        stub = proto.RateLimiterStub(self._channel)
+        self._timeout_s = settings.timeout_s
+        stub = self._stub = proto.RateLimiterStub(self._channel)
         self._calls = CallCoalescer(
             stub.ShouldAllow, stub.ShouldAllowBatch, settings.timeout_s, settings.max_in_flight
         )
@@ -60,6 +63,19 @@ class LimiterClient:
         if isinstance(reply, RpcFailure):
             return self._answers.failure(reply, policy)
         return self._answers.reply(reply, policy)
+
+    async def reset(self, key: str, policy: str = "") -> str:
+        """Clear what ``key`` has spent under ``policy`` (``""``: chosen by key), e.g. after
+        a successful login; returns the policy's name. One call, with the deadline; raises
+        ``InvalidKey``/``Misconfigured`` as ``decide`` does, and ``ResetFailed`` when the
+        limiter or its backend did not answer in time (nothing may have been cleared)."""
+        try:
+            reply = await self._stub.Reset(
+                proto.ResetRequest(key=key, policy=policy), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise self._answers.reset_failure(failure_from(exc), policy) from None
+        return str(reply.policy)
 
     async def connect(self, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
         """Start connecting and wait up to ``timeout_s`` for a ready replica, so the first

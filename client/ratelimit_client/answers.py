@@ -7,7 +7,13 @@ from google.protobuf.duration_pb2 import Duration
 
 from ratelimit_client import proto
 from ratelimit_client.decision import Decision, Reason
-from ratelimit_client.errors import Misconfigured, RpcFailure, error_for_status
+from ratelimit_client.errors import (
+    Misconfigured,
+    RateLimitClientError,
+    ResetFailed,
+    RpcFailure,
+    error_for_status,
+)
 from ratelimit_client.outage import ErrorLog, OutageLog
 from ratelimit_client.settings import FailureMode
 
@@ -70,6 +76,14 @@ class Answers:
             retry_after_s,
             window_s,
         )
+
+    def reset_failure(self, failure: RpcFailure, policy: str) -> RateLimitClientError:
+        """The error a failed ``Reset`` raises: as for a decision, or ``ResetFailed`` when
+        the limiter could not act (there is no failure mode for a reset)."""
+        error = error_for_status(failure, policy)
+        if error is None:
+            return ResetFailed(f"{failure.code.name}: {failure.details}")
+        return error
 
     def failure(self, failure: RpcFailure, policy: str) -> Decision:
         """The failure mode's decision when the limiter could not decide; raises

@@ -6,9 +6,11 @@ The tree::
     RateLimitClientError           base
     ├── InvalidKey                 the limiter refused the key (empty, oversized, not UTF-8);
     │                              the FastAPI integration answers 400
-    └── Misconfigured              a server-side mistake: unknown policy, cost above the
-                                   policy's capacity, LIMITER_ADDR not a ratelimit.v1
-                                   service; the FastAPI integration answers 500
+    ├── Misconfigured              a server-side mistake: unknown policy, cost above the
+    │                              policy's capacity, LIMITER_ADDR not a ratelimit.v1
+    │                              service; the FastAPI integration answers 500
+    └── ResetFailed                ``reset`` could not reach the limiter or its backend in
+                                   time (a decision would get the failure mode instead)
     ConfigError (settings)         invalid client settings, naming the env var
 
 The limiter attaches the ``google.rpc`` rich error model to its errors: a ``BadRequest``
@@ -32,6 +34,7 @@ __all__ = [
     "InvalidKey",
     "Misconfigured",
     "RateLimitClientError",
+    "ResetFailed",
     "RpcFailure",
     "error_for_status",
     "failure_from",
@@ -87,6 +90,10 @@ class Misconfigured(RateLimitClientError):
         super().__init__(detail)
         self.detail = detail
         self.log_detail = log_detail
+
+
+class ResetFailed(RateLimitClientError):
+    """``reset`` did not happen: the limiter (or its backend) did not answer in time."""
 
 
 def failure_from(error: grpc.RpcError) -> RpcFailure:

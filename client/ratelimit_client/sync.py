@@ -55,6 +55,16 @@ class SyncLimiterClient:
         with self._lock:
             return self._answers.reply(reply, policy)
 
+    def reset(self, key: str, policy: str = "") -> str:
+        """As ``LimiterClient.reset``, blocking for at most the deadline."""
+        try:
+            reply = self._stub.Reset(
+                proto.ResetRequest(key=key, policy=policy), timeout=self._timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise self._answers.reset_failure(failure_from(exc), policy) from None
+        return str(reply.policy)
+
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()

@@ -87,7 +87,7 @@ class FakeLimiter:
         """Queue answers for the next calls, in order (strings are ``Outcome`` values)."""
         self._script.extend(Outcome(outcome) for outcome in outcomes)
 
-    def reset(self) -> None:
+    def clear(self) -> None:
         """Forget counters, script and recorded calls."""
         self._script.clear()
         self._used.clear()
@@ -141,6 +141,16 @@ class FakeLimiter:
             window_s,
         )
 
+    def reset_now(self, key: str, policy: str = "") -> str:
+        """Forget what ``key`` spent under ``policy``; returns the policy's name."""
+        name = policy or "default"
+        self._used.pop((name, key), None)
+        return name
+
+    async def reset(self, key: str, policy: str = "") -> str:
+        """As ``LimiterClient.reset``."""
+        return self.reset_now(key, policy)
+
     async def decide(self, key: str, policy: str = "", cost: int = 1) -> Decision:
         """As ``LimiterClient.decide``."""
         return self.decide_now(key, policy, cost)
@@ -167,6 +177,10 @@ class SyncFakeLimiter:
     def decide(self, key: str, policy: str = "", cost: int = 1) -> Decision:
         """As ``SyncLimiterClient.decide``."""
         return self.fake.decide_now(key, policy, cost)
+
+    def reset(self, key: str, policy: str = "") -> str:
+        """As ``SyncLimiterClient.reset``."""
+        return self.fake.reset_now(key, policy)
 
     def close(self) -> None:
         """Nothing to close."""

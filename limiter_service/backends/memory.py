@@ -45,6 +45,9 @@ class MemoryBackend:
             self._sweep(now)
         return verdicts
 
+    async def reset(self, storage_key: str, deadline: float) -> None:
+        self._entries.pop(storage_key, None)
+
     def _sweep(self, now: int) -> None:
         self._writes = 0
         expired = [key for key, (expires, _) in self._entries.items() if expires <= now]

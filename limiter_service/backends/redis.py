@@ -56,6 +56,12 @@ class RedisBackend:
         )
         return complete(verdicts)
 
+    async def reset(self, storage_key: str, deadline: float) -> None:
+        async def delete(client: aioredis.Redis) -> None:
+            await client.delete(storage_key)
+
+        await self._with_retries(deadline, 1, delete)
+
     async def refresh(self, deadline: float) -> None:
         """Re-check the master (never raises; what it finds shows in the next decision)."""
         left = deadline - asyncio.get_running_loop().time()

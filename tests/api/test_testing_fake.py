@@ -76,7 +76,7 @@ def test_policies_cost_and_the_recorded_calls() -> None:
         Call("ip:1", "burst", 1),
         Call("ip:1", "default", 1),
     ]
-    fake.reset()
+    fake.clear()
     assert fake.calls == []
     assert fake.decide_now("ip:1", "burst").remaining == 2
 

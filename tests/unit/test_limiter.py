@@ -37,6 +37,9 @@ class RecordingBackend:
             await asyncio.sleep(3600)
         return await self.inner.decide(hits, deadline)
 
+    async def reset(self, storage_key: str, deadline: float) -> None:
+        await self.inner.reset(storage_key, deadline)
+
     async def refresh(self, deadline: float) -> None:
         return None
 
