@@ -7,8 +7,9 @@
   ``window_s`` seconds, per-policy limits with ``set_policy``; the clock is injectable;
 * **scripted**: ``push("deny", "fail", ...)`` queues the next answers, one per call, before
   counting resumes. Outcomes: ``allow``, ``deny``, ``fail`` (the failure mode answers, as
-  when the limiter is down), ``invalid_key`` (raises ``InvalidKey``) and ``misconfigured``
-  (raises ``Misconfigured``).
+  when the limiter is down), ``invalid_key`` (raises ``InvalidKey``), ``misconfigured``
+  (raises ``Misconfigured``) and ``shadow`` (an over-limit answer of a shadow policy:
+  allowed, ``SHADOW_OVER_LIMIT``).
 
 Every call is recorded in ``calls``. With FastAPI, ``ratelimit_client.fastapi.
 use_fake_limiter(app, fake)`` puts it in place of the real client; elsewhere pass
@@ -42,6 +43,7 @@ class Outcome(enum.StrEnum):
     FAIL = "fail"
     INVALID_KEY = "invalid_key"
     MISCONFIGURED = "misconfigured"
+    SHADOW = "shadow"
 
 
 class Call(NamedTuple):
@@ -130,9 +132,10 @@ class FakeLimiter:
                 window_s,
             )
         self._used[(name, key)] = (index, used)
+        shadow = outcome is Outcome.SHADOW
         return Decision(
-            False,
-            Reason.OVER_LIMIT,
+            shadow,
+            Reason.SHADOW_OVER_LIMIT if shadow else Reason.OVER_LIMIT,
             name,
             window.limit,
             window.limit - used,

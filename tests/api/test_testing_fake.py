@@ -211,6 +211,16 @@ async def test_a_scripted_denial_is_a_429(http: httpx.AsyncClient, fake: FakeLim
     assert (await http.get("/items")).json() == {"remaining": 1}
 
 
+async def test_a_shadow_denial_lets_the_request_through_without_headers(
+    http: httpx.AsyncClient, fake: FakeLimiter
+) -> None:
+    fake.push("shadow")
+    response = await http.get("/items")
+    assert response.status_code == 200
+    assert "RateLimit" not in response.headers and "Retry-After" not in response.headers
+    assert (await http.get("/items")).json() == {"remaining": 1}  # nothing was consumed
+
+
 async def test_fail_under_the_open_mode_lets_the_request_through_uncounted(
     http: httpx.AsyncClient, fake: FakeLimiter
 ) -> None:
