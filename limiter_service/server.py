@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -31,6 +32,7 @@ from limiter_service.limiter import Limiter
 from limiter_service.memory import MemoryTrimmer
 from limiter_service.policies import PolicySet, default_policies, load_policies
 from limiter_service.reflection import enable_reflection
+from limiter_service.reload import PolicyReloader
 from limiter_service.settings import BackendKind, Settings, load_settings
 from limiter_service.tls import reload_handler, server_tls
 from ratelimit_client import proto
@@ -112,9 +114,15 @@ def build_limiter(settings: Settings) -> Limiter:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then drain in-flight RPCs and return; on SIGHUP, reload
-    the TLS certificates (``limiter_service.tls``)."""
+    the TLS certificates (``limiter_service.tls``) and the policies file
+    (``limiter_service.reload``, which also watches the file)."""
     tls = server_tls(settings)
     limiter = build_limiter(settings)
+    reloader = None
+    if settings.policies_file is not None:
+        reloader = PolicyReloader(
+            limiter, settings.policies_file, interval_s=settings.policies_watch_ms / 1000
+        )
     health = HealthReporter(
         limiter.backend,
         interval_s=settings.health_interval_ms / 1000,
@@ -174,18 +182,54 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload_handler(tls))
+    reload_tls = reload_handler(tls)
+
+    def on_sighup() -> None:
+        reload_tls()
+        if reloader is not None:
+            reloader.reload("SIGHUP")
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    if reloader is not None:
+        reloader.start()
     await stop.wait()
     log.info("stopping: finishing in-flight RPCs (grace %.1fs)", settings.shutdown_grace_s)
     await health.shutdown()
+    if reloader is not None:
+        await reloader.stop()
     await trimmer.stop()
     await server.stop(settings.shutdown_grace_s)
     await limiter.close()
     log.info("stopped")
 
 
-def main() -> int:
-    """Console script ``limiter-service``."""
+def check_config(paths: list[str]) -> int:
+    """``limiter-service check-config FILE...``: validate policies files as a reload would;
+    0 when all are valid, 2 with the error (file, policy, field) otherwise."""
+    if not paths:
+        print("usage: limiter-service check-config FILE [FILE...]", file=sys.stderr)
+        return 2
+    for path in paths:
+        try:
+            policies = load_policies(Path(path))
+        except ConfigError as exc:
+            print(f"invalid: {exc}", file=sys.stderr)
+            return 2
+        print(f"ok: {path}: {len(policies.names)} policies ({', '.join(policies.names)})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``limiter-service`` (``check-config FILE...`` validates files)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "check-config":
+        return check_config(args[1:])
+    if args:
+        print(
+            f"unknown arguments {args}; usage: limiter-service [check-config FILE...]",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

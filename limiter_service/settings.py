@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         4, ge=2, le=1024, validation_alias=_env("REDIS_MAX_CONNECTIONS")
     )
     policies_file: Path | None = Field(None, validation_alias=_env("LIMITER_POLICIES"))
+    policies_watch_ms: int = Field(
+        1000, ge=0, le=3_600_000, validation_alias=_env("LIMITER_POLICIES_WATCH_MS")
+    )
     rate_limit: int = Field(10, ge=1, le=2**32 - 1, validation_alias=_env("RATE_LIMIT"))
     time_window: int = Field(60, ge=1, validation_alias=_env("TIME_WINDOW"))
     key_prefix: str = Field("rl", min_length=1, validation_alias=_env("LIMITER_KEY_PREFIX"))
