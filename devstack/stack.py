@@ -9,6 +9,7 @@ and the end-to-end tests drive it, so both exercise the same launcher.
 from __future__ import annotations
 
 import http.client
+import secrets
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -152,6 +153,7 @@ class Stack(StopsOnExit):
         timeout = self._config.startup_timeout
         self._topology = RedisTopology(
             self._workdir / "redis",
+            sentinel_password=secrets.token_hex(16),
             down_after_ms=self._config.down_after_ms,
             startup_timeout=timeout,
             ports=self._config.redis_ports,
@@ -254,6 +256,7 @@ class Stack(StopsOnExit):
             sentinel_hosts=topology.sentinel_hosts_env(),
             master_name=topology.master_name,
             redis_password=topology.password,
+            sentinel_password=topology.sentinel_password or "",
         )
         self._env[name] = env
         node = start_limiter(

@@ -110,6 +110,7 @@ def limiter_env(
     sentinel_hosts: str,
     master_name: str,
     redis_password: str,
+    sentinel_password: str,
 ) -> dict[str, str]:
     """The environment of one limiter replica on ``port`` using the Sentinel backend."""
     return {
@@ -118,6 +119,7 @@ def limiter_env(
         "SENTINEL_HOSTS": sentinel_hosts,
         "REDIS_MASTER": master_name,
         "REDIS_PASSWORD": redis_password,
+        "SENTINEL_PASSWORD": sentinel_password,
         "RATE_LIMIT": str(config.rate_limit),
         "TIME_WINDOW": str(config.time_window),
         "LIMITER_FAILURE_MODE": config.failure_mode,

@@ -22,7 +22,14 @@ if [ ! -f "$conf" ]; then
         echo "port $port"
         echo "protected-mode no"
         echo "save \"\""
-        echo "appendonly no"
+        # Counters survive a restart: compose restarts a crashed master at once, likely
+        # before Sentinel reacts, and an empty master would reset every budget (its
+        # replicas resync from it). At most ~1 s of increments is lost on a host crash.
+        echo "appendonly yes"
+        echo "appendfsync everysec"
+        # A master cut off from every replica for 2 s refuses writes (bounds split brain).
+        echo "min-replicas-to-write 1"
+        echo "min-replicas-max-lag 2"
         echo "dir \"${DATA_DIR:-/data}\""
         echo "repl-diskless-sync-delay 0"
         echo "requirepass \"$REDIS_PASSWORD\""

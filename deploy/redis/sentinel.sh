@@ -4,6 +4,7 @@
 # file would share one ID, ignore each other and never reach a quorum.
 #
 #   REDIS_PASSWORD           required; the data nodes' password (auth-pass)
+#   SENTINEL_PASSWORD        required; what clients (and the other Sentinels) must send
 #   SENTINEL_ANNOUNCE_HOST   this Sentinel's service name, announced to the other Sentinels
 #   REDIS_MASTER             the monitored master's name (default mymaster)
 #   REDIS_MASTER_HOST        the first master's service name (default redis-master)
@@ -14,6 +15,7 @@
 # Hostnames need resolve-hostnames (before the monitor line) and announce-hostnames.
 set -eu
 : "${REDIS_PASSWORD:?REDIS_PASSWORD must be set}"
+: "${SENTINEL_PASSWORD:?SENTINEL_PASSWORD must be set}"
 : "${SENTINEL_ANNOUNCE_HOST:?SENTINEL_ANNOUNCE_HOST must be set}"
 name="${REDIS_MASTER:-mymaster}"
 conf="${DATA_DIR:-/data}/sentinel.conf"
@@ -31,6 +33,7 @@ if [ ! -f "$conf" ]; then
         echo "sentinel down-after-milliseconds $name ${SENTINEL_DOWN_AFTER_MS:-5000}"
         echo "sentinel failover-timeout $name 10000"
         echo "sentinel parallel-syncs $name 1"
+        echo "requirepass \"$SENTINEL_PASSWORD\""
     } > "$conf"
 fi
 exec redis-sentinel "$conf"

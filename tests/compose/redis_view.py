@@ -15,6 +15,8 @@ MASTER_NAME = "mymaster"
 DATA_NODES = ("redis-master", "redis-replica-1", "redis-replica-2")
 SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 _SENTINEL_PORT = "26379"
+# The Sentinels require a password: read it from the container's own environment.
+_SENTINEL_CLI = f'REDISCLI_AUTH="$SENTINEL_PASSWORD" redis-cli -p {_SENTINEL_PORT}'
 _SPLIT = "=====sentinel-info====="
 
 
@@ -44,8 +46,8 @@ class RedisView:
     def sentinel(self, service: str) -> SentinelState:
         """What ``service`` (a Sentinel) thinks of the monitored master."""
         script = (
-            f"redis-cli -p {_SENTINEL_PORT} SENTINEL master {MASTER_NAME}; echo {_SPLIT}; "
-            f"redis-cli -p {_SENTINEL_PORT} INFO sentinel"
+            f"{_SENTINEL_CLI} SENTINEL master {MASTER_NAME}; echo {_SPLIT}; "
+            f"{_SENTINEL_CLI} INFO sentinel"
         )
         master, info = self.project.exec(service, "sh", "-c", script).stdout.split(_SPLIT)
         fields = _pairs([line for line in master.splitlines() if line])
@@ -59,9 +61,8 @@ class RedisView:
     def named_master(self, service: str) -> str:
         """The master's service as ``service`` (a Sentinel) names it."""
         reply = self.project.exec(
-            service, "redis-cli", "-p", _SENTINEL_PORT,
-            "SENTINEL", "get-master-addr-by-name", MASTER_NAME,
-        )  # fmt: skip
+            service, "sh", "-c", f"{_SENTINEL_CLI} SENTINEL get-master-addr-by-name {MASTER_NAME}"
+        )
         return reply.stdout.split()[0]
 
     def agreed_master(self) -> str | None:

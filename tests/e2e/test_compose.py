@@ -72,7 +72,12 @@ def test_same_services_as_the_local_stack() -> None:
 @pytest.mark.parametrize("service", LIMITER_SERVICES)
 def test_limiter_env_names_match(service: str) -> None:
     local = limiter_env(
-        StackConfig(), port=1, sentinel_hosts="h:1", master_name="m", redis_password="p"
+        StackConfig(),
+        port=1,
+        sentinel_hosts="h:1",
+        master_name="m",
+        redis_password="p",
+        sentinel_password="s",
     )
     assert compose_env_names(COMPOSE, service) == set(local)
 

@@ -41,6 +41,7 @@ MASTER_NAME = "mymaster"
 @dataclass(frozen=True)
 class ComposeRedis:
     password: str
+    sentinel_password: str
     group: ProcessGroup
     data_ports: tuple[int, int, int]
     sentinel_ports: tuple[int, int, int]
@@ -48,7 +49,7 @@ class ComposeRedis:
     def sentinel_views(self) -> set[Address | None]:
         seen = set()
         for port in self.sentinel_ports:
-            with connect(("127.0.0.1", port), None) as sentinel:
+            with connect(("127.0.0.1", port), self.sentinel_password) as sentinel:
                 seen.add(sentinel_master_addr(sentinel, MASTER_NAME))
         return seen
 
@@ -57,6 +58,7 @@ class ComposeRedis:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRedis]:
     root = tmp_path_factory.mktemp("compose-redis")
     password = secrets.token_hex(8)
+    sentinel_password = secrets.token_hex(8)
     ports = free_ports(6)
     data_ports = (ports[0], ports[1], ports[2])
     sentinel_ports = (ports[3], ports[4], ports[5])
@@ -79,6 +81,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRedi
             data_dir.mkdir()
             env = {
                 "REDIS_PASSWORD": password,
+                "SENTINEL_PASSWORD": sentinel_password,
                 "SENTINEL_ANNOUNCE_HOST": HOSTNAME,
                 "REDIS_MASTER_HOST": HOSTNAME,
                 "REDIS_MASTER_PORT": str(data_ports[0]),
@@ -88,13 +91,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRedi
             }
             process = group.start(f"sentinel-{index}", ["sh", str(SCRIPTS / "sentinel.sh")], env)
             wait_for_tcp("127.0.0.1", port, 15, process)
-        yield ComposeRedis(password, group, data_ports, sentinel_ports)
+        yield ComposeRedis(password, sentinel_password, group, data_ports, sentinel_ports)
 
 
 def test_sentinels_find_each_other_and_every_replica(deployment: ComposeRedis) -> None:
     def formed() -> bool | None:
         for port in deployment.sentinel_ports:
-            with connect(("127.0.0.1", port), None) as sentinel:
+            with connect(("127.0.0.1", port), deployment.sentinel_password) as sentinel:
                 state = sentinel_master_state(sentinel, MASTER_NAME)
             if (state["num-slaves"], state["num-other-sentinels"]) != ("2", "2"):
                 return None
