@@ -30,6 +30,7 @@ from tests.integration.relay import Relay
 pytestmark = pytest.mark.integration
 
 FLOOD_SECONDS = 14
+FLOOD_CALLS = 8  # batches of 1000 in flight, as in the issue
 GOOD_RATE = 100  # calls per second, each with its own deadline
 GOOD_CALLS = 600
 GOOD_DEADLINE_S = 0.25
@@ -71,7 +72,7 @@ async def test_a_flood_of_batches_does_not_starve_a_well_behaved_client(
         "flooder",
         [
             *(sys.executable, "-m", "tests.integration.flood", node.address),
-            *("--seconds", str(FLOOD_SECONDS)),
+            *("--seconds", str(FLOOD_SECONDS), "--concurrency", str(FLOOD_CALLS)),
         ],
         cwd=REPO_ROOT,
     )
