@@ -129,6 +129,7 @@ def test_admission_and_connection_defaults(monkeypatch: pytest.MonkeyPatch) -> N
     ) == (2000, 500, 4000, 1000)
     assert dict(connection_options(settings)) == {
         "grpc.max_concurrent_streams": 100,
+        "grpc.http.overload_protection": 0,
         "grpc.max_connection_idle_ms": 300_000,
         "grpc.max_connection_age_ms": 300_000,
         "grpc.max_connection_age_grace_ms": 10_000,
