@@ -62,8 +62,8 @@ class BackendUnavailable(LimiterError):
 
 class Overloaded(LimiterError):
     """A call was shed before any work was done on it, because admitting it would exceed
-    one of the admission limits; ``limit`` names that limit (``rpcs``, ``decisions``,
-    ``peer_decisions``)."""
+    one of the admission limits; ``limit`` names that limit (``rpcs``, ``peer_rpcs``,
+    ``decisions``, ``peer_decisions``)."""
 
     def __init__(self, message: str, limit: str) -> None:
         super().__init__(message)

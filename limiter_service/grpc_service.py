@@ -15,7 +15,8 @@ error                  status              details
                                            ``policy``
 ``Overloaded``         RESOURCE_EXHAUSTED  ``ErrorInfo`` ``OVERLOADED``, ``limit`` (the
                                            admission limit reached: ``rpcs``,
-                                           ``decisions``, ``peer_decisions``)
+                                           ``peer_rpcs``, ``decisions``,
+                                           ``peer_decisions``)
 ``LimiterError``       UNAVAILABLE         ``ErrorInfo`` ``BACKEND_UNAVAILABLE``
 anything else          INTERNAL            ``ErrorInfo`` ``INTERNAL`` (logged with its
                                            traceback, once per occurrence)
