@@ -220,6 +220,8 @@ class Admission:
             queue.remove(waiter)
             if not queue:
                 del self._queues[waiter.peer]
+            else:  # the calls it held up may fit now
+                self._serve_waiting()
 
     def _serve_waiting(self) -> None:
         """Hand room to waiting calls: one call of each peer per round (then that peer goes

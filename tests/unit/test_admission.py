@@ -219,3 +219,16 @@ def test_a_shed_call_is_resource_exhausted_with_the_reason_overloaded() -> None:
         "ratelimit.v1",
         {"limit": "decisions"},
     )
+
+
+async def test_calls_behind_one_that_gave_up_are_served() -> None:
+    admission = Admission(LIMITS)
+    holder = await call(admission, "a", 2)
+    big = await call(admission, "a", 5)  # 2 + 5 > 6: waits
+    small = await call(admission, "a", 1)  # would fit, but waits its turn behind big
+    assert not small.admitted
+    await big.stop()
+    await asyncio.wait_for(small.entered.wait(), 1)
+    await small.stop()
+    await holder.stop()
+    assert (admission.rpcs, admission.decisions) == (0, 0)
