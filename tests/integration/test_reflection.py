@@ -31,7 +31,7 @@ def test_list_describe_and_call_through_reflection(processes: ProcessGroup) -> N
         pool = descriptor_pool.DescriptorPool(database)
         service = pool.FindServiceByName("ratelimit.v1.RateLimiter")
         method = service.methods_by_name["ShouldAllow"]
-        assert {m.name for m in service.methods} == {"ShouldAllow", "ShouldAllowBatch"}
+        assert {m.name for m in service.methods} == {"ShouldAllow", "ShouldAllowBatch", "Reset"}
         request_cls = message_factory.GetMessageClass(method.input_type)
         response_cls = message_factory.GetMessageClass(method.output_type)
         call = channel.unary_unary(
