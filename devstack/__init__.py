@@ -1,5 +1,6 @@
 """Real processes for tests and local runs: ports, managed processes, a Redis Sentinel
-topology, and the whole stack (``Stack``: Redis, limiters, APIs, Nginx).
+topology, Prometheus, and the whole stack (``Stack``: Redis, limiters, APIs, Nginx,
+Prometheus).
 
 Import from here; the submodules are the implementation.
 """
@@ -15,9 +16,11 @@ from devstack.limiter import LimiterNode, start_limiter, wait_limiter
 from devstack.nginx import NginxNode
 from devstack.ports import free_port, free_ports
 from devstack.processes import ManagedProcess, ProcessGroup, wait_for_tcp
+from devstack.prometheus import PrometheusNode, start_prometheus
 from devstack.redis_probes import Address
 from devstack.redis_server import StandaloneRedis, start_redis
 from devstack.redis_topology import NodeHandle, RedisTopology
+from devstack.scrape import Samples, scrape
 from devstack.stack import Stack
 from devstack.stack_config import StackConfig
 from devstack.waiting import wait_until
@@ -36,7 +39,9 @@ __all__ = [
     "NodeHandle",
     "ProcessDiedError",
     "ProcessGroup",
+    "PrometheusNode",
     "RedisTopology",
+    "Samples",
     "Stack",
     "StackConfig",
     "StandaloneRedis",
@@ -44,8 +49,10 @@ __all__ = [
     "free_port",
     "free_ports",
     "parse_wrk_report",
+    "scrape",
     "start_api",
     "start_limiter",
+    "start_prometheus",
     "start_redis",
     "wait_api",
     "wait_for_tcp",

@@ -1,7 +1,9 @@
 """Starting the decision service (``python -m limiter_service``) as a real process.
 
 A limiter started with TLS (``LIMITER_TLS_CERT`` / ``LIMITER_TLS_KEY`` in its env) serves
-only TLS, so its node carries the channel credentials our own probes connect with.
+only TLS, so its node carries the channel credentials our own probes connect with. Its
+metrics are served on a free port of its own (never the default 9090, which many limiters
+on one machine cannot share) unless ``LIMITER_METRICS_LISTEN`` says otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.ports import free_port
 from devstack.processes import ProcessGroup, ServiceNode
+from devstack.scrape import Samples, scrape
 from devstack.waiting import wait_until
 
 __all__ = ["SERVING", "LimiterNode", "start_limiter", "wait_limiter"]
@@ -25,10 +29,19 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 class LimiterNode(ServiceNode):
     """A running limiter and where it listens; ``credentials`` (``None``: plaintext) are
     what ``channel()`` connects with, expecting ``server_name`` in the limiter's certificate
-    (``None``: the host)."""
+    (``None``: the host). ``metrics_address`` is where it serves ``/metrics`` (``None``:
+    metrics off)."""
 
     credentials: grpc.ChannelCredentials | None = field(default=None, compare=False)
     server_name: str | None = None
+    metrics_address: str | None = None
+
+    def metrics(self, timeout: float = 5.0) -> Samples:
+        """Scrape its ``/metrics`` once (``devstack.scrape``); raises ``ValueError`` when
+        its metrics are off."""
+        if self.metrics_address is None:
+            raise ValueError(f"limiter {self.process.name} serves no metrics")
+        return scrape(self.metrics_address, timeout=timeout)
 
     def channel(self) -> grpc.Channel:
         """A new blocking channel to the limiter (TLS with ``credentials``); close it."""
@@ -69,14 +82,18 @@ def start_limiter(
     after starting several processes side by side. A limiter given TLS files in ``env``
     needs ``credentials`` that it accepts (a client certificate too under mutual TLS) for
     the readiness check and ``LimiterNode.channel()``, and ``server_name`` when its
-    certificate does not name ``host``.
+    certificate does not name ``host``. Metrics are served on a free port of ``host``
+    unless ``env`` sets ``LIMITER_METRICS_LISTEN`` (empty: off).
     """
+    metrics = env.get("LIMITER_METRICS_LISTEN")
+    if metrics is None:
+        metrics = f"{host}:{free_port(host)}"
     process = group.start(
         name,
         [sys.executable, "-m", "limiter_service"],
-        env={"LIMITER_LISTEN": f"{host}:{port}", **env},
+        env={"LIMITER_LISTEN": f"{host}:{port}", "LIMITER_METRICS_LISTEN": metrics, **env},
     )
-    node = LimiterNode(process, host, port, credentials, server_name)
+    node = LimiterNode(process, host, port, credentials, server_name, metrics or None)
     if wait:
         wait_limiter(node, serving=wait_serving, timeout=timeout)
     return node

@@ -11,10 +11,12 @@ hits always travel together, in order, so a ``ShouldAllowBatch`` stays one round
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 from limiter_service.backends.base import Backend
 from limiter_service.decision import Hit, Verdict
+from limiter_service.metrics import NO_METRICS, Metrics
 
 _Waiter = tuple[Sequence[Hit], float, "asyncio.Future[list[Verdict]]"]
 MAX_HITS_PER_TRIP = 1000
@@ -22,10 +24,13 @@ MAX_HITS_PER_TRIP = 1000
 
 
 class Coalescer:
-    """Wraps a backend with the same ``decide`` contract, merging concurrent calls."""
+    """Wraps a backend with the same ``decide`` contract, merging concurrent calls;
+    ``metrics`` hears of each backend call (how long, how many decisions, whether it
+    answered)."""
 
-    def __init__(self, backend: Backend, max_in_flight: int) -> None:
+    def __init__(self, backend: Backend, max_in_flight: int, metrics: Metrics = NO_METRICS) -> None:
         self._backend = backend
+        self._metrics = metrics
         self._max_in_flight = max(1, max_in_flight)
         self._pending: list[_Waiter] = []
         self._in_flight = 0
@@ -63,13 +68,16 @@ class Coalescer:
     async def _send(self, batch: list[_Waiter]) -> None:
         hits = [hit for waiter in batch for hit in waiter[0]]
         deadline = max(waiter[1] for waiter in batch)
+        started = time.perf_counter()
         try:
             verdicts = await self._backend.decide(hits, deadline)
         except Exception as exc:
+            self._metrics.round_trip(time.perf_counter() - started, len(hits), False)
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
         else:
+            self._metrics.round_trip(time.perf_counter() - started, len(hits), True)
             start = 0
             for waiter_hits, _, future in batch:
                 end = start + len(waiter_hits)

@@ -7,7 +7,8 @@
     │   └── OverrideNotAllowed    -> gRPC PERMISSION_DENIED (a request brought its own quota
     │                                and the policy does not say allow_request_override)
     ├── BackendUnavailable        the backend could not answer within the deadline; the
-    │                             configured failure mode answers instead (never a status)
+    │                             configured failure mode answers instead (never a status);
+    │                             ``cause`` says why, from a fixed set (``FailureCause``)
     ├── Overloaded                too much work in flight (in the process, or from the
     │                             caller's address): shed -> gRPC RESOURCE_EXHAUSTED
     └── ConfigError               bad settings or policies file; start-up stops with exit code 2
@@ -17,6 +18,8 @@ written for the client to read and never carry a traceback.
 """
 
 from __future__ import annotations
+
+import enum
 
 
 class LimiterError(Exception):
@@ -56,8 +59,28 @@ class OverrideNotAllowed(RequestError):
         self.policy = policy
 
 
+class FailureCause(enum.StrEnum):
+    """Why the backend could not decide: a small fixed set (a metric's label), derived from
+    the error, never from its text."""
+
+    #: No answer in time: Redis hanging or slow, or the decision's deadline spent.
+    TIMEOUT = "timeout"
+    #: No usable master until the deadline: connection refused or lost, no master known,
+    #: an expired master lease, or READONLY/LOADING/NOREPLICAS/MASTERDOWN on every try.
+    UNAVAILABLE = "unavailable"
+    #: Redis answered with an error no retry can fix (e.g. OOM, a script error).
+    REFUSED = "refused"
+    #: Redis answered, but not with what the scripts return (a reply of the wrong shape).
+    BAD_REPLY = "bad_reply"
+
+
 class BackendUnavailable(LimiterError):
-    """The backend did not answer in time (down, failing over, overloaded or unreachable)."""
+    """The backend did not answer in time (down, failing over, overloaded or unreachable);
+    ``cause`` says which of ``FailureCause``."""
+
+    def __init__(self, message: str, cause: FailureCause = FailureCause.UNAVAILABLE) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class Overloaded(LimiterError):

@@ -35,11 +35,12 @@ field ``request``, logged at most once per ``_UNDECODABLE_LOG_EVERY_S``, never w
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -56,6 +57,7 @@ from limiter_service.errors import (
     UnknownPolicy,
 )
 from limiter_service.limiter import Limiter
+from limiter_service.metrics import Metrics
 from ratelimit_client import proto
 from ratelimit_client.errors import ERROR_DOMAIN, OVERLOADED
 
@@ -63,7 +65,15 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
 _UNDECODABLE_LOG_EVERY_S = 10.0
 
-S = TypeVar("S")
+
+class _Measured(Protocol):
+    """A servicer whose handlers' time and status go to ``metrics``."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+
+S = TypeVar("S", bound=_Measured)
 In = TypeVar("In")
 Out = TypeVar("Out")
 Handler = Callable[[S, In, grpc.aio.ServicerContext], Awaitable[Out]]
@@ -161,11 +171,17 @@ _undecodable_log = _Throttled(_UNDECODABLE_LOG_EVERY_S)
 
 
 def _mapped(batch: bool) -> Callable[[Handler[S, In, Out]], Handler[S, In, Out]]:
-    """A handler that answers its errors with ``status_for``'s status."""
+    """A handler that answers its errors with ``status_for``'s status, and reports its
+    time and status code to the servicer's ``metrics`` (a call the client cancelled as
+    ``CANCELLED``)."""
 
     def decorate(handler: Handler[S, In, Out]) -> Handler[S, In, Out]:
+        method = handler.__name__
+
         @functools.wraps(handler)
         async def wrapper(self: S, request: In, context: grpc.aio.ServicerContext) -> Out:
+            started = time.perf_counter()
+            code = "OK"
             try:
                 if isinstance(request, Undecodable):
                     _undecodable_log.warning(f"refused an undecodable request: {request.reason}")
@@ -175,10 +191,16 @@ def _mapped(batch: bool) -> Callable[[Handler[S, In, Out]], Handler[S, In, Out]]
                 return await handler(self, request, context)
             except Exception as exc:
                 status = status_for(exc, batch)
+                code = status.code.name
                 if status.code is grpc.StatusCode.INTERNAL:
-                    log.exception("unexpected error in %s", handler.__name__)
+                    log.exception("unexpected error in %s", method)
                 await context.abort(status.code, status.details, status.trailing_metadata)
                 raise  # unreachable: abort raises
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            finally:
+                self.metrics.rpc(method, code, time.perf_counter() - started)
 
         return wrapper
 
@@ -204,10 +226,12 @@ def _fill(message: proto.ShouldAllowResponse, decision: Decision) -> None:
 
 class RateLimiterService(proto.RateLimiterServicer):
     """Handlers for ``ratelimit.v1.RateLimiter``; ``add_to`` registers them (as the
-    generated code does: registered methods, matched by path in gRPC core)."""
+    generated code does: registered methods, matched by path in gRPC core). Each
+    handler's time and status go to ``metrics`` (default: the limiter's)."""
 
-    def __init__(self, limiter: Limiter) -> None:
+    def __init__(self, limiter: Limiter, metrics: Metrics | None = None) -> None:
         self._limiter = limiter
+        self.metrics = metrics if metrics is not None else limiter.metrics
 
     @_mapped(batch=False)
     async def ShouldAllow(

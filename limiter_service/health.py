@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2
 from limiter_service.backends.base import Backend
 from limiter_service.decision import US_PER_SECOND, Algorithm, Hit, Policy
 from limiter_service.errors import BackendUnavailable
+from limiter_service.metrics import NO_METRICS, Metrics
 from limiter_service.timeouts import patient_timeout
 from ratelimit_client import proto
 
@@ -44,6 +45,7 @@ class HealthReporter:
 
     ``last_fallback`` returns the ``time.monotonic()`` of the latest failure-mode answer
     (``None`` when there was none); one within the last interval counts against SERVING.
+    Each probe's result goes to ``metrics`` (the backend up or down).
     """
 
     def __init__(
@@ -53,8 +55,10 @@ class HealthReporter:
         timeout_s: float,
         key_prefix: str,
         last_fallback: Callable[[], float | None] = lambda: None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.servicer = health.aio.HealthServicer()
+        self._metrics = metrics
         self._backend = backend
         self._interval_s = interval_s
         self._timeout_s = timeout_s
@@ -73,7 +77,9 @@ class HealthReporter:
             async with patient_timeout(self._timeout_s):
                 await self._backend.decide(self._hits, deadline)
         except (BackendUnavailable, TimeoutError) as exc:
+            self._metrics.backend_probed(False)
             return f"a probe decision failed: {exc or 'no answer in time'}"
+        self._metrics.backend_probed(True)
         last = self._last_fallback()
         if last is not None and last >= started - self._interval_s:
             return "the failure mode answered a decision in the last interval"

@@ -26,11 +26,13 @@ from limiter_service.decision import (
 )
 from limiter_service.errors import (
     BackendUnavailable,
+    FailureCause,
     InvalidRequest,
     OverrideNotAllowed,
     RequestError,
 )
 from limiter_service.fallback import FallbackLog
+from limiter_service.metrics import NO_METRICS, Metrics
 from limiter_service.policies import MAX_LIMIT, PolicySet
 from limiter_service.timeouts import patient_timeout
 
@@ -118,15 +120,18 @@ class Limiter:
         max_in_flight: int = 4,
         admission: Admission | None = None,
         clock: Callable[[], float] | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         """``clock`` is the monotonic clock deadlines are measured on (seconds); by
         default the running event loop's, which is what backends compare them with.
-        ``admission`` bounds the work in flight (default: ``AdmissionLimits()``)."""
+        ``admission`` bounds the work in flight (default: ``AdmissionLimits()``);
+        ``metrics`` hears of every decision answered and every failure-mode answer."""
         self._clock = clock
         self.admission = admission or Admission()
         self.policies = policies
         self.backend = backend
-        self._coalescer = Coalescer(backend, max_in_flight)
+        self.metrics = metrics
+        self._coalescer = Coalescer(backend, max_in_flight, metrics)
         self._prefix = key_prefix
         self._max_key_bytes = max_key_bytes
         self._failure_mode = failure_mode
@@ -194,7 +199,9 @@ class Limiter:
             async with patient_timeout(budget):
                 await self.backend.reset(storage_key, self._now() + budget)
         except TimeoutError:
-            raise BackendUnavailable(f"no answer within {budget * 1000:.0f} ms") from None
+            raise BackendUnavailable(
+                f"no answer within {budget * 1000:.0f} ms", FailureCause.TIMEOUT
+            ) from None
         return policy.name
 
     async def decide(
@@ -224,7 +231,9 @@ class Limiter:
         async with self.admission.admit(peer, len(requests), wait_s):
             if time_remaining_s is not None:
                 time_remaining_s -= self._now() - start
-            return await self._decide(requests, time_remaining_s)
+            decisions = await self._decide(requests, time_remaining_s)
+        self.metrics.decided(decisions)
+        return decisions
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -262,6 +271,8 @@ class Limiter:
         except (BackendUnavailable, TimeoutError) as exc:
             cause = str(exc) or f"no answer within {budget * 1000:.0f} ms"
             self.fallbacks.record(len(hits), cause)
+            kind = exc.cause if isinstance(exc, BackendUnavailable) else FailureCause.TIMEOUT
+            self.metrics.fell_back(kind, len(hits))
             return [self._fallback(hit) for hit in hits]
         self.fallbacks.recovered()
         return [_decision(hit, verdict) for hit, verdict in zip(hits, verdicts, strict=True)]

@@ -30,6 +30,7 @@ from limiter_service.grpc_service import MAX_MESSAGE_BYTES, RateLimiterService
 from limiter_service.health import HealthReporter
 from limiter_service.limiter import Limiter
 from limiter_service.memory import MemoryTrimmer
+from limiter_service.metrics import NO_METRICS, Metrics, MetricsEndpoint, PrometheusMetrics
 from limiter_service.policies import PolicySet, default_policies, load_policies
 from limiter_service.reflection import enable_reflection
 from limiter_service.reload import PolicyReloader
@@ -40,8 +41,8 @@ from ratelimit_client import proto
 log = logging.getLogger("limiter_service")
 
 
-def build_backend(settings: Settings) -> Backend:
-    """The backend the settings ask for."""
+def build_backend(settings: Settings, metrics: Metrics = NO_METRICS) -> Backend:
+    """The backend the settings ask for; ``metrics`` watches its master, if it has one."""
     kind = settings.resolved_backend()
     if kind is BackendKind.MEMORY:
         return MemoryBackend()
@@ -81,6 +82,7 @@ def build_backend(settings: Settings) -> Backend:
             settings.redis_max_connections,
             lease_s=settings.master_lease_s,
         )
+    metrics.watch(master=connector)
     return RedisBackend(connector, timeout_s)
 
 
@@ -90,11 +92,34 @@ def build_policies(settings: Settings) -> PolicySet:
     return default_policies(settings.rate_limit, settings.time_window)
 
 
-def build_limiter(settings: Settings) -> Limiter:
+def build_metrics(settings: Settings) -> Metrics:
+    """Prometheus metrics, or ``NO_METRICS`` when ``LIMITER_METRICS_LISTEN`` is empty
+    (nothing recorded either)."""
+    if settings.metrics_address is None:
+        return NO_METRICS
+    return PrometheusMetrics(settings.metrics_near_limit_ratio)
+
+
+def serve_metrics(settings: Settings, metrics: Metrics) -> MetricsEndpoint | None:
+    """Serve ``/metrics`` where the settings say; raises ``ConfigError`` naming
+    ``LIMITER_METRICS_LISTEN`` when that address cannot be bound."""
+    address = settings.metrics_address
+    if address is None or not isinstance(metrics, PrometheusMetrics):
+        return None
+    try:
+        return metrics.serve(*address)
+    except OSError as exc:
+        raise ConfigError(
+            f"LIMITER_METRICS_LISTEN: cannot listen on {settings.metrics_listen} "
+            f"({exc.strerror or exc})"
+        ) from None
+
+
+def build_limiter(settings: Settings, metrics: Metrics = NO_METRICS) -> Limiter:
     policies = build_policies(settings)
-    return Limiter(
+    limiter = Limiter(
         policies,
-        build_backend(settings),
+        build_backend(settings, metrics),
         key_prefix=settings.key_prefix,
         max_key_bytes=settings.max_key_bytes,
         failure_mode=settings.failure_mode,
@@ -109,7 +134,10 @@ def build_limiter(settings: Settings) -> Limiter:
                 max_peer_decisions=settings.max_peer_decisions_in_flight,
             )
         ),
+        metrics=metrics,
     )
+    metrics.watch(policies=lambda: limiter.policies, admission=limiter.admission)
+    return limiter
 
 
 async def serve(settings: Settings) -> None:
@@ -117,11 +145,15 @@ async def serve(settings: Settings) -> None:
     the TLS certificates (``limiter_service.tls``) and the policies file
     (``limiter_service.reload``, which also watches the file)."""
     tls = server_tls(settings)
-    limiter = build_limiter(settings)
+    metrics = build_metrics(settings)
+    limiter = build_limiter(settings, metrics)
     reloader = None
     if settings.policies_file is not None:
         reloader = PolicyReloader(
-            limiter, settings.policies_file, interval_s=settings.policies_watch_ms / 1000
+            limiter,
+            settings.policies_file,
+            interval_s=settings.policies_watch_ms / 1000,
+            on_reload=metrics.reloaded,
         )
     health = HealthReporter(
         limiter.backend,
@@ -129,6 +161,7 @@ async def serve(settings: Settings) -> None:
         timeout_s=max(settings.redis_timeout_ms / 1000, 0.05),
         key_prefix=settings.key_prefix,
         last_fallback=lambda: limiter.fallbacks.last_at,
+        metrics=metrics,
     )
     server = grpc.aio.server(
         options=[
@@ -150,6 +183,7 @@ async def serve(settings: Settings) -> None:
         raise ConfigError(
             f"LIMITER_LISTEN: cannot listen on {settings.listen} (in use, or not an address)"
         ) from None
+    metrics_endpoint = serve_metrics(settings, metrics)
     await health.check_once()
     health.start()
     trimmer = MemoryTrimmer(settings.memory_trim_interval_s)
@@ -175,6 +209,7 @@ async def serve(settings: Settings) -> None:
                 "failure_mode": settings.failure_mode.value,
                 "tls": "off" if tls is None else tls.files.mode,
                 "reflection": settings.reflection,
+                "metrics": settings.metrics_listen or "off",
             }
         )
     )
@@ -200,6 +235,8 @@ async def serve(settings: Settings) -> None:
     await trimmer.stop()
     await server.stop(settings.shutdown_grace_s)
     await limiter.close()
+    if metrics_endpoint is not None:
+        metrics_endpoint.close()
     log.info("stopped")
 
 

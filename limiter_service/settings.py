@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     tls_key: Path | None = Field(None, validation_alias=_env("LIMITER_TLS_KEY"))
     tls_client_ca: Path | None = Field(None, validation_alias=_env("LIMITER_TLS_CLIENT_CA"))
     reflection: bool = Field(True, validation_alias=_env("LIMITER_REFLECTION"))
+    metrics_listen: str = Field("0.0.0.0:9090", validation_alias=_env("LIMITER_METRICS_LISTEN"))
+    metrics_near_limit_ratio: float = Field(
+        0.2, gt=0, le=1, validation_alias=_env("LIMITER_METRICS_NEAR_LIMIT_RATIO")
+    )
 
     @field_validator("sentinel_hosts", mode="before")
     @classmethod
@@ -146,6 +150,16 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a readable file")
         return value
 
+    @field_validator("metrics_listen")
+    @classmethod
+    def _host_port_or_empty(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} is not host:port (empty turns metrics off)")
+        return value
+
     @field_validator("redis_source_address")
     @classmethod
     def _ip_or_empty(cls, value: str) -> str:
@@ -167,6 +181,15 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where ``/metrics`` is served (``LIMITER_METRICS_LISTEN``); ``None``: metrics
+        are off (neither served nor recorded)."""
+        if not self.metrics_listen:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @property
     def master_lease_s(self) -> float:

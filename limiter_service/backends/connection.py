@@ -173,7 +173,10 @@ class RestartWatch:
 
 
 class StaticConnector:
-    """A fixed Redis URL; reconnection is left to the pool."""
+    """A fixed Redis URL; reconnection is left to the pool. The master never changes
+    address (``master_changes`` stays 0); its restarts are counted (``restarts``)."""
+
+    master_changes = 0
 
     def __init__(
         self, url: str, access: RedisAccess, timeout_s: float, max_connections: int

@@ -21,11 +21,12 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError, TryAgainError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from limiter_service.backends.connection import Connector
 from limiter_service.backends.scripts import RESULT_WIDTH, Script, load_scripts
 from limiter_service.decision import Algorithm, Hit, Verdict
-from limiter_service.errors import BackendUnavailable
+from limiter_service.errors import BackendUnavailable, FailureCause
 from limiter_service.timeouts import patient_timeout
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,9 @@ class RedisBackend:
         while True:
             left = deadline - loop.time()
             if left <= 0:
-                raise BackendUnavailable(f"redis did not answer in time: {last or 'no time left'}")
+                raise BackendUnavailable(
+                    f"redis did not answer in time: {last or 'no time left'}", _cause(last)
+                )
             client: aioredis.Redis | None = None
             try:
                 # A whole attempt even when little of the deadline is left: cancelling a
@@ -98,7 +101,9 @@ class RedisBackend:
                 continue
             except (TimeoutError, RedisError, OSError) as exc:
                 if isinstance(exc, ResponseError) and not _retryable(exc):
-                    raise BackendUnavailable(f"redis refused the script: {exc}") from exc
+                    raise BackendUnavailable(
+                        f"redis refused the script: {exc}", FailureCause.REFUSED
+                    ) from exc
                 last = exc
                 if client is not None:
                     await self._connector.failed(client, exc)
@@ -167,7 +172,8 @@ def complete(verdicts: list[Verdict | None]) -> list[Verdict]:
     missing = sum(1 for verdict in verdicts if verdict is None)
     if missing:
         raise BackendUnavailable(
-            f"redis answered {len(verdicts) - missing} of {len(verdicts)} hits"
+            f"redis answered {len(verdicts) - missing} of {len(verdicts)} hits",
+            FailureCause.BAD_REPLY,
         )
     return cast("list[Verdict]", verdicts)
 
@@ -176,12 +182,21 @@ def _store(reply: list[int], indexes: list[int], verdicts: list[Verdict | None])
     if not isinstance(reply, list) or len(reply) != len(indexes) * RESULT_WIDTH:
         size = len(reply) if isinstance(reply, list) else type(reply).__name__
         raise BackendUnavailable(
-            f"script replied {size} values for {len(indexes)} hits of {RESULT_WIDTH} each"
+            f"script replied {size} values for {len(indexes)} hits of {RESULT_WIDTH} each",
+            FailureCause.BAD_REPLY,
         )
     for position, index in enumerate(indexes):
         base = position * RESULT_WIDTH
         allowed, remaining, reset_after, retry_after = reply[base : base + RESULT_WIDTH]
         verdicts[index] = Verdict(bool(allowed), remaining, reset_after, retry_after)
+
+
+def _cause(last: Exception | None) -> FailureCause:
+    """Why the deadline passed: the last attempt timed out (or none could start), or it
+    found no usable master."""
+    if last is None or isinstance(last, TimeoutError | RedisTimeoutError):
+        return FailureCause.TIMEOUT
+    return FailureCause.UNAVAILABLE
 
 
 def _retryable(error: ResponseError) -> bool:

@@ -13,7 +13,8 @@ about once a second from the health check). The connector hands out a client onl
 with no sentinel answering, decisions take the failure mode and health reports NOT_SERVING.
 So a limiter cut off from every sentinel stops writing to what may be an old master within
 the lease, while the others follow the new one. A run_id that changes at an unchanged
-address is a restart of the master: logged and counted (``restarts``).
+address is a restart of the master: logged and counted (``restarts``); a new address after
+the first one found (a failover) is counted in ``master_changes``.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ class SentinelConnector:
         old, self._client = self._client, None
         self._confirmed_at = None
         self.restarts.forget()
-        self.master_changes += 1
+        if self._address is not None:
+            self.master_changes += 1
         options = pool_options(self._timeout_s, self._max_connections, self._data)
         pool = aioredis.BlockingConnectionPool(host=address[0], port=address[1], **options)
         self._client = make_client(pool)
