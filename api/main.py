@@ -5,6 +5,8 @@
 ``GET /limited_endpoint``   limited per client IP, policy ``default``
 ``GET /health``             liveness; never calls the limiter
 ``GET /hc``                 ``"API-1 Health - OK"`` (instance name upper-cased)
+``GET /metrics``            Prometheus text: the rate-limit client's counters
+                            (``ratelimit_client.prometheus``), never limited
 ==========================  ===================================================
 
 Every JSON body and an ``X-Served-By`` header name the replica (``API_INSTANCE``), so
@@ -23,6 +25,7 @@ from typing import Annotated, NamedTuple
 
 import uvicorn
 from fastapi import Depends, FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +40,7 @@ from ratelimit_client.fastapi import (
     client_ip,
     open_rate_limiter,
 )
+from ratelimit_client.prometheus import PrometheusClientMetrics
 
 __all__ = ["app", "create_app", "run"]
 
@@ -96,14 +100,17 @@ def _configure_logging() -> None:
 def create_app(
     settings: DemoSettings | None = None, limiter_settings: LimiterSettings | None = None
 ) -> FastAPI:
-    """The demo app. Settings not given are read from the environment at start-up."""
+    """The demo app. Settings not given are read from the environment at start-up. Its
+    rate-limit client reports into a registry of the app's own, served at ``/metrics``."""
+    registry = CollectorRegistry()
+    metrics = PrometheusClientMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         _configure_logging()
         demo = settings if settings is not None else load_demo_settings()
         replica = Replica(demo.instance, (b"x-served-by", demo.instance.encode("ascii")))
-        async with open_rate_limiter(limiter_settings) as limiter:
+        async with open_rate_limiter(limiter_settings, metrics=metrics) as limiter:
             yield {STATE_KEY: limiter, DEMO_KEY: replica}
 
     app = FastAPI(title="Rate-limit demo API", lifespan=lifespan)
@@ -128,6 +135,10 @@ def create_app(
     @app.get("/hc")
     async def hc(request: Request) -> str:
         return f"{_replica(request).upper()} Health - OK"
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

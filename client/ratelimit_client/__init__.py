@@ -8,11 +8,14 @@ integration in ``ratelimit_client.fastapi``). In two lines::
 
 ``SyncLimiterClient`` is the same for threaded code; ``ratelimit_client.testing.FakeLimiter``
 stands in for the service in tests; ``ratelimit_client.proto`` is the wire contract.
+``ClientMetrics`` is the hook for an app's metrics (``ratelimit_client.prometheus`` fills
+Prometheus counters through it, with the ``[prometheus]`` extra).
 """
 
 from ratelimit_client.aio import LimiterClient
 from ratelimit_client.decision import Decision, Reason
 from ratelimit_client.errors import InvalidKey, Misconfigured, RateLimitClientError, ResetFailed
+from ratelimit_client.metrics import ClientMetrics
 from ratelimit_client.settings import (
     ConfigError,
     FailureMode,
@@ -22,6 +25,7 @@ from ratelimit_client.settings import (
 from ratelimit_client.sync import SyncLimiterClient
 
 __all__ = [
+    "ClientMetrics",
     "ConfigError",
     "Decision",
     "FailureMode",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from types import TracebackType
 
 import grpc
@@ -21,6 +22,7 @@ from ratelimit_client.channel import open_aio_channel
 from ratelimit_client.coalescing import CallCoalescer
 from ratelimit_client.decision import Decision
 from ratelimit_client.errors import RpcFailure, failure_from
+from ratelimit_client.metrics import NO_METRICS, ClientMetrics
 from ratelimit_client.outage import OutageLog
 from ratelimit_client.settings import LimiterSettings
 
@@ -32,18 +34,26 @@ log = logging.getLogger("ratelimit_client")
 
 
 class LimiterClient:
-    """Asks the limiter for decisions; answers with the failure mode when it cannot."""
+    """Asks the limiter for decisions; answers with the failure mode when it cannot.
+    ``metrics`` (``ratelimit_client.metrics``) hears of every call and decision."""
 
-    def __init__(self, settings: LimiterSettings | None = None) -> None:
+    def __init__(
+        self, settings: LimiterSettings | None = None, *, metrics: ClientMetrics = NO_METRICS
+    ) -> None:
         settings = settings if settings is not None else LimiterSettings()
         self._target = settings.limiter_addr
         self._channel = open_aio_channel(settings)
         self._timeout_s = settings.timeout_s
+        self._metrics = metrics
         stub = self._stub = proto.RateLimiterStub(self._channel)
         self._calls = CallCoalescer(
-            stub.ShouldAllow, stub.ShouldAllowBatch, settings.timeout_s, settings.max_in_flight
+            stub.ShouldAllow,
+            stub.ShouldAllowBatch,
+            settings.timeout_s,
+            settings.max_in_flight,
+            metrics=metrics,
         )
-        self._answers = Answers(settings.failure_mode)
+        self._answers = Answers(settings.failure_mode, metrics)
 
     @property
     def outages(self) -> OutageLog:
@@ -69,12 +79,15 @@ class LimiterClient:
         a successful login; returns the policy's name. One call, with the deadline; raises
         ``InvalidKey``/``Misconfigured`` as ``decide`` does, and ``ResetFailed`` when the
         limiter or its backend did not answer in time (nothing may have been cleared)."""
+        started = time.perf_counter()
         try:
             reply = await self._stub.Reset(
                 proto.ResetRequest(key=key, policy=policy), timeout=self._timeout_s
             )
         except grpc.aio.AioRpcError as exc:
+            self._metrics.call("Reset", exc.code().name, time.perf_counter() - started, 0)
             raise self._answers.reset_failure(failure_from(exc), policy) from None
+        self._metrics.call("Reset", "OK", time.perf_counter() - started, 0)
         return str(reply.policy)
 
     async def connect(self, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:

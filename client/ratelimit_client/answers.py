@@ -1,5 +1,6 @@
 """From the limiter's reply (or the lack of one) to a ``Decision``: the failure mode,
-error mapping and outage logging that the asyncio and sync clients share."""
+error mapping, outage logging and decision metrics that the asyncio and sync clients
+share."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ratelimit_client.errors import (
     RpcFailure,
     error_for_status,
 )
+from ratelimit_client.metrics import LIMITER_BACKEND, NO_METRICS, ClientMetrics
 from ratelimit_client.outage import ErrorLog, OutageLog
 from ratelimit_client.settings import FailureMode
 
@@ -33,15 +35,22 @@ def ceil_s(duration: Duration) -> int:
 
 class Answers:
     """Turns replies and failures into decisions under one failure mode; ``outages``
-    counts and logs the requests the failure mode answered."""
+    counts and logs the requests the failure mode answered; ``metrics`` hears of every
+    decision returned."""
 
-    def __init__(self, failure_mode: FailureMode) -> None:
+    def __init__(self, failure_mode: FailureMode, metrics: ClientMetrics = NO_METRICS) -> None:
         self._open = failure_mode is FailureMode.OPEN
         self.outages = OutageLog(failure_mode.value)
         self._errors = ErrorLog()
+        self._metrics = metrics
 
     def reply(self, reply: proto.ShouldAllowResponse, policy: str) -> Decision:
         """The decision the limiter sent (``policy`` names it if the reply does not)."""
+        decision = self._decision(reply, policy)
+        self._metrics.answered(decision.reason, "" if decision.counted else LIMITER_BACKEND)
+        return decision
+
+    def _decision(self, reply: proto.ShouldAllowResponse, policy: str) -> Decision:
         reason = reply.reason
         if reason in (_FAIL_OPEN, _FAIL_CLOSED):
             self.outages.failed(f"the limiter answered {Reason(reason).name}: its backend is down")
@@ -91,8 +100,11 @@ class Answers:
         error = error_for_status(failure, policy)
         if error is None:
             self.outages.failed(f"{failure.code.name}: {failure.details}")
+            cause = failure.code.name.lower()
             if self._open:
+                self._metrics.answered(Reason.FAIL_OPEN, cause)
                 return Decision(True, Reason.FAIL_OPEN, policy)
+            self._metrics.answered(Reason.FAIL_CLOSED, cause)
             return Decision(False, Reason.FAIL_CLOSED, policy, 0, 0, 0, FAIL_CLOSED_RETRY_AFTER_S)
         if self.outages.in_outage:
             self.outages.recovered()

@@ -11,11 +11,14 @@ a batch's call gets the shortest deadline of its requests.
 The limiter decides a batch's items in order and independently, but refuses a whole batch
 when one item is invalid (nothing is consumed then); such a batch is re-sent item by item,
 within what is left of the deadline, so each request gets its own answer.
+
+Each call's method, status, duration and size go to the ``ClientMetrics`` given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +26,7 @@ import grpc
 
 from ratelimit_client import proto
 from ratelimit_client.errors import RpcFailure, failure_from
+from ratelimit_client.metrics import NO_METRICS, ClientMetrics
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ITEMS", "CallCoalescer"]
 
@@ -73,7 +77,8 @@ class CallCoalescer:
 
     ``single`` and ``batch`` are the channel's callables for the two methods; a request
     must be answered within ``timeout_s`` of its arrival; at most ``max_in_flight`` calls
-    (batches) run at once. ``clock`` (monotonic seconds) defaults to the event loop's.
+    (batches) run at once. ``clock`` (monotonic seconds) defaults to the event loop's;
+    ``metrics`` hears of every call.
     """
 
     def __init__(
@@ -83,8 +88,10 @@ class CallCoalescer:
         timeout_s: float,
         max_in_flight: int = 1,
         clock: Callable[[], float] | None = None,
+        metrics: ClientMetrics = NO_METRICS,
     ) -> None:
         self._clock = clock
+        self._metrics = metrics
         self._single = single
         self._batch = batch
         self._timeout_s = timeout_s
@@ -145,21 +152,30 @@ class CallCoalescer:
         if remaining <= 0:
             _settle(future, _DEADLINE_EXCEEDED)
             return
+        started, code = time.perf_counter(), "CANCELLED"
         try:
             reply = await self._single(request, timeout=remaining)
         except grpc.aio.AioRpcError as exc:
+            code = exc.code().name
             _settle(future, failure_from(exc))
         except Exception as exc:  # every waiter must be answered, whatever went wrong
+            code = "UNKNOWN"
             _settle(future, RpcFailure(grpc.StatusCode.UNKNOWN, repr(exc)))
         else:
+            code = "OK"
             _settle(future, reply)
+        finally:
+            self._metrics.call("ShouldAllow", code, time.perf_counter() - started, 1)
 
     async def _send_batch(self, batch: list[_Waiter], deadline: float) -> None:
         message = proto.ShouldAllowBatchRequest(requests=[waiter[0] for waiter in batch])
         remaining = deadline - self._now()
+        started, code = time.perf_counter(), "CANCELLED"
         try:
             replies = await self._batch(message, timeout=max(remaining, 0.001))
         except grpc.aio.AioRpcError as exc:
+            code = exc.code().name
+            self._metrics.call("ShouldAllowBatch", code, time.perf_counter() - started, len(batch))
             if exc.code() in _ITEM_REFUSED:
                 await asyncio.gather(
                     *(self._send_one(request, future, deadline) for request, future, _ in batch)
@@ -167,8 +183,15 @@ class CallCoalescer:
                 return
             failure = failure_from(exc)
         except Exception as exc:  # every waiter must be answered, whatever went wrong
+            self._metrics.call(
+                "ShouldAllowBatch", "UNKNOWN", time.perf_counter() - started, len(batch)
+            )
             failure = RpcFailure(grpc.StatusCode.UNKNOWN, repr(exc))
+        except asyncio.CancelledError:
+            self._metrics.call("ShouldAllowBatch", code, time.perf_counter() - started, len(batch))
+            raise
         else:
+            self._metrics.call("ShouldAllowBatch", "OK", time.perf_counter() - started, len(batch))
             if len(replies.responses) == len(batch):
                 for (_, future, _), reply in zip(batch, replies.responses, strict=True):
                     _settle(future, reply)

@@ -13,6 +13,7 @@ own calls). Answers, failure mode and errors are the asyncio client's::
 from __future__ import annotations
 
 import threading
+import time
 from types import TracebackType
 
 import grpc
@@ -22,6 +23,7 @@ from ratelimit_client.answers import Answers
 from ratelimit_client.channel import open_sync_channel
 from ratelimit_client.decision import Decision
 from ratelimit_client.errors import failure_from
+from ratelimit_client.metrics import NO_METRICS, ClientMetrics
 from ratelimit_client.outage import OutageLog
 from ratelimit_client.settings import LimiterSettings
 
@@ -29,14 +31,18 @@ __all__ = ["SyncLimiterClient"]
 
 
 class SyncLimiterClient:
-    """Blocking decisions; answers with the failure mode when the limiter cannot decide."""
+    """Blocking decisions; answers with the failure mode when the limiter cannot decide.
+    ``metrics`` (``ratelimit_client.metrics``) hears of every call and decision."""
 
-    def __init__(self, settings: LimiterSettings | None = None) -> None:
+    def __init__(
+        self, settings: LimiterSettings | None = None, *, metrics: ClientMetrics = NO_METRICS
+    ) -> None:
         settings = settings if settings is not None else LimiterSettings()
         self._timeout_s = settings.timeout_s
         self._channel = open_sync_channel(settings)
         self._stub = proto.RateLimiterStub(self._channel)
-        self._answers = Answers(settings.failure_mode)
+        self._metrics = metrics
+        self._answers = Answers(settings.failure_mode, metrics)
         self._lock = threading.Lock()  # the outage log is not thread-safe on its own
 
     @property
@@ -47,22 +53,30 @@ class SyncLimiterClient:
     def decide(self, key: str, policy: str = "", cost: int = 1) -> Decision:
         """As ``LimiterClient.decide``, blocking for at most the deadline."""
         request = proto.ShouldAllowRequest(key=key, policy=policy, cost=cost)
+        started = time.perf_counter()
         try:
             reply = self._stub.ShouldAllow(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
+            failure = failure_from(exc)
+            self._metrics.call("ShouldAllow", failure.code.name, time.perf_counter() - started, 1)
             with self._lock:
-                return self._answers.failure(failure_from(exc), policy)
+                return self._answers.failure(failure, policy)
+        self._metrics.call("ShouldAllow", "OK", time.perf_counter() - started, 1)
         with self._lock:
             return self._answers.reply(reply, policy)
 
     def reset(self, key: str, policy: str = "") -> str:
         """As ``LimiterClient.reset``, blocking for at most the deadline."""
+        started = time.perf_counter()
         try:
             reply = self._stub.Reset(
                 proto.ResetRequest(key=key, policy=policy), timeout=self._timeout_s
             )
         except grpc.RpcError as exc:
-            raise self._answers.reset_failure(failure_from(exc), policy) from None
+            failure = failure_from(exc)
+            self._metrics.call("Reset", failure.code.name, time.perf_counter() - started, 0)
+            raise self._answers.reset_failure(failure, policy) from None
+        self._metrics.call("Reset", "OK", time.perf_counter() - started, 0)
         return str(reply.policy)
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """No decision to be had: the limiter is unreachable, hung, or answers with its own failure
 mode. Open lets requests through without rate-limit headers, closed answers 503; either way
-within the deadline, and the outage is logged once, not per request."""
+within the deadline, and the outage is logged once, not per request; the app's ``/metrics``
+counts each such answer by cause."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from devstack import ApiNode, LimiterNode, ProcessGroup, free_port, wait_until
+from devstack import ApiNode, LimiterNode, ProcessGroup, free_port, scrape, wait_until
 from tests.api.api_stack import client, launch_api, launch_limiter, wait_apis
 
 pytestmark = pytest.mark.integration
@@ -156,3 +157,28 @@ def test_hung_limiter_is_cut_off_at_the_deadline(stack: FailureStack) -> None:
             return True if "answering again" in stack.hung_api.log()[log_before:] else None
 
         wait_until(recovery_logged, timeout=10, waiting_for="the recovery line after SIGCONT")
+
+
+@pytest.mark.parametrize(
+    ("api", "status", "outcome", "cause"),
+    [
+        ("limiter_says_open", 200, "fail_open", "limiter_backend"),
+        ("limiter_says_closed", 503, "fail_closed", "limiter_backend"),
+        ("closed_dead", 503, "fail_closed", "unavailable"),
+    ],
+)
+def test_failure_mode_answers_are_counted_by_cause(
+    stack: FailureStack, api: str, status: int, outcome: str, cause: str
+) -> None:
+    node: ApiNode = getattr(stack, api)
+    before = scrape(node.address)
+    with client() as http:
+        statuses = [http.get(f"{node.url}/limited_endpoint").status_code for _ in range(4)]
+    after = scrape(node.address)
+    assert statuses == [status] * 4
+    answers = "ratelimit_client_failure_mode_answers_total"
+    assert after.total(answers, cause=cause) - before.total(answers, cause=cause) == 4
+    assert after.total(answers) - before.total(answers) == 4
+    decisions = "ratelimit_client_decisions_total"
+    assert after.total(decisions, outcome=outcome) - before.total(decisions, outcome=outcome) == 4
+    assert after.total(decisions) - before.total(decisions) == 4

@@ -17,7 +17,16 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CONSTRAINTS = REPO / "requirements" / "constraints.txt"
 # What only the server needs: none of it may come with the client.
-SERVER_ONLY = {"redis", "pyyaml", "pydantic-settings", "grpcio-reflection", "hiredis", "uvicorn"}
+SERVER_ONLY = {
+    "redis",
+    "pyyaml",
+    "pydantic-settings",
+    "grpcio-reflection",
+    "hiredis",
+    "uvicorn",
+    # The client's metrics are a hook (ratelimit_client.metrics); Prometheus is an extra.
+    "prometheus-client",
+}
 
 
 def run(argv: list[str | Path], cwd: Path | None = None) -> str:

@@ -30,6 +30,7 @@ from ratelimit_client.aio import LimiterClient
 from ratelimit_client.decision import Decision
 from ratelimit_client.fastapi.client_ip import TrustedProxies
 from ratelimit_client.fastapi.headers import HeaderCache
+from ratelimit_client.metrics import NO_METRICS, ClientMetrics
 from ratelimit_client.outage import OutageLog
 from ratelimit_client.settings import LimiterSettings, load_limiter_settings
 
@@ -62,27 +63,41 @@ class AsyncLimiter(Protocol):
 
 class RateLimitState:
     """Everything per process: the settings, the client, the trusted proxies and the
-    pre-encoded header parts (per policy, quota and window, as the limiter reports them)."""
+    pre-encoded header parts (per policy, quota and window, as the limiter reports them).
+    ``metrics`` goes to the ``LimiterClient`` created when no ``client`` is given."""
 
-    def __init__(self, settings: LimiterSettings, client: AsyncLimiter | None = None) -> None:
+    def __init__(
+        self,
+        settings: LimiterSettings,
+        client: AsyncLimiter | None = None,
+        metrics: ClientMetrics = NO_METRICS,
+    ) -> None:
         self.settings = settings
-        self.client: AsyncLimiter = client if client is not None else LimiterClient(settings)
+        self.client: AsyncLimiter = (
+            client if client is not None else LimiterClient(settings, metrics=metrics)
+        )
         self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
         self.headers = HeaderCache()
 
 
 @asynccontextmanager
 async def open_rate_limiter(
-    settings: LimiterSettings | None = None, *, client: AsyncLimiter | None = None
+    settings: LimiterSettings | None = None,
+    *,
+    client: AsyncLimiter | None = None,
+    metrics: ClientMetrics = NO_METRICS,
 ) -> AsyncIterator[RateLimitState]:
     """Open the client (settings from the environment unless given; ``client`` instead of
-    a ``LimiterClient``, e.g. a ``FakeLimiter``) and close it on exit.
+    a ``LimiterClient``, e.g. a ``FakeLimiter``) and close it on exit; ``metrics``
+    (``ratelimit_client.metrics``) hears of its calls and decisions.
 
     Raises ``ConfigError`` naming the env var when the environment is invalid. Waits up to
     ``CONNECT_TIMEOUT_S`` for a limiter replica, then starts anyway: a limiter that is down
     at start is an outage like any other.
     """
-    state = RateLimitState(settings if settings is not None else load_limiter_settings(), client)
+    state = RateLimitState(
+        settings if settings is not None else load_limiter_settings(), client, metrics
+    )
     try:
         await state.client.connect()
         yield state
