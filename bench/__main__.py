@@ -27,9 +27,10 @@ import redis
 
 from bench.cpu import OTHERS, CpuWindow
 from bench.edge import run_edge
+from bench.metrics_cost import metrics_cost
 from bench.options import BenchOptions, parse_args
 from bench.report import BenchReport
-from bench.scenarios import run_grpc
+from bench.scenarios import METRICS_OFF, METRICS_ON, run_grpc
 from devstack import DevstackError
 
 __all__ = ["machine_info", "main", "run_bench"]
@@ -72,7 +73,7 @@ def run_bench(options: BenchOptions, workdir: Path) -> BenchReport:
     rows, settings = run_grpc(options, workdir, machine) if options.grpc else ([], {"grpc": False})
     edge = run_edge(options.edge, workdir / "edge") if options.edge is not None else None
     machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    report = BenchReport(machine, settings, rows, edge)
+    report = BenchReport(machine, settings, rows, edge, metrics_cost(rows, METRICS_ON, METRICS_OFF))
     report.compute_ratios()
     return report
 

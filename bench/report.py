@@ -5,7 +5,8 @@ A gRPC row is compared with the echo row of the same batch size, and every row w
 ``redis-benchmark`` row of the same batch size, in decisions per second (0.25: a quarter
 of the baseline's throughput); ``None`` when there is no such baseline or the row is it.
 On a shared machine the rates move with other load; CPU per decision does not, hence
-``cpu_vs_echo``: the echo server's CPU per decision over this server's.
+``cpu_vs_echo``: the echo server's CPU per decision over this server's. ``metrics_cost``
+is what the limiter's metrics cost per decision (``bench.metrics_cost``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.edge.report import EdgeReport
+from bench.metrics_cost import BUDGET
 from bench.table import Grid, number, section
 
 __all__ = ["BenchReport", "Kind", "ScenarioResult"]
@@ -97,13 +99,15 @@ _HEADER += "server CPU us/dec|redis CPU us/dec|others' CPU"
 
 @dataclass
 class BenchReport:
-    """A whole run: the machine, the settings, every gRPC / Redis row, and the end-to-end
-    part (``None`` when it did not run)."""
+    """A whole run: the machine, the settings, every gRPC / Redis row, the end-to-end
+    part (``None`` when it did not run) and the metrics' cost per method
+    (``bench.metrics_cost.metrics_cost``; empty when not measured)."""
 
     machine: dict[str, Any]
     settings: dict[str, Any]
     scenarios: list[ScenarioResult]
     edge: EdgeReport | None = None
+    metrics_cost: dict[str, Any] = field(default_factory=dict)
 
     def compute_ratios(self) -> None:
         """Fill ``vs_echo``, ``vs_redis_benchmark`` and ``cpu_vs_echo`` of every row."""
@@ -144,6 +148,12 @@ class BenchReport:
                 )
             if (row.others_cores or 0) > _OTHERS_WARNING:
                 notes.append(f"{row.name}: other processes used {row.others_cores} cores meanwhile")
+        for method, cost in self.metrics_cost.items():
+            if not cost["within_budget"]:
+                notes.append(
+                    f"metrics cost {cost['share']:.1%} of a {method} decision's CPU, over the "
+                    f"{BUDGET:.0%} budget"
+                )
         busy = self.machine.get("cpu_busy_before_start")
         if busy is not None and busy > _BUSY_WARNING:
             notes.append(
@@ -176,6 +186,13 @@ class BenchReport:
             for row in self.scenarios
             if row.raw.get("decisions_per_evalsha") is not None
         ]
+        notes += [
+            f"  metrics, {method}: recording {cost['recording_us_per_decision']:.2f} us of "
+            f"{cost['server_cpu_us_per_decision']} us per decision ({cost['share']:.2%}); "
+            f"server CPU with / without metrics {cost['server_cpu_us_per_decision']} / "
+            f"{cost['server_cpu_us_without_metrics']} us"
+            for method, cost in self.metrics_cost.items()
+        ]
         footnote = (
             f"\n{m['cpu_count']} cores, concurrency {s['concurrency']} (batches: "
             f"{s['batch_concurrency']}), best of {s['rounds']} x {s['duration_s']} s per "
@@ -190,7 +207,13 @@ class BenchReport:
             for row in self.scenarios
         ]
         edge = self.edge.to_json() if self.edge is not None else None
-        return {"machine": self.machine, "settings": self.settings, "scenarios": rows, "edge": edge}
+        return {
+            "machine": self.machine,
+            "settings": self.settings,
+            "scenarios": rows,
+            "metrics_cost": self.metrics_cost,
+            "edge": edge,
+        }
 
     def write(self, path: Path) -> None:
         """Write ``to_json()`` to ``path`` (indented, trailing newline), creating parents."""

@@ -6,7 +6,9 @@ Scenarios run one at a time, only the server under test running next to one
 1. the echo server (``bench.echo_server``), ``ShouldAllow`` and ``ShouldAllowBatch``
    (baseline A: gRPC alone);
 2. the limiter on its embedded memory backend, ``ShouldAllow`` (gRPC + limiter, no Redis);
-3. the limiter on Redis, ``ShouldAllow`` and ``ShouldAllowBatch`` (the subject);
+3. the limiter on Redis, ``ShouldAllow`` and ``ShouldAllowBatch`` (the subject), with its
+   metrics on (the default), then again with ``LIMITER_METRICS_LISTEN=`` (nothing
+   recorded: what metrics cost, ``bench.metrics_cost``);
 4. ``redis-benchmark`` on the fixed-window script, 1 and ``batch_size`` keys per call
    (baseline B: Redis alone).
 
@@ -41,9 +43,11 @@ from devstack import (
 )
 from devstack.limiter import start_limiter
 
-__all__ = ["run_grpc"]
+__all__ = ["METRICS_OFF", "METRICS_ON", "run_grpc"]
 
 SERVER = "server"
+METRICS_ON = "limiter/redis"
+METRICS_OFF = "limiter/redis, metrics off"
 _HOST = "127.0.0.1"
 _READY_TIMEOUT_S = 20.0
 
@@ -173,11 +177,18 @@ def run_grpc(
             echo = group.start("echo", argv, {"LIMITER_LISTEN": f"{_HOST}:{port}"})
             wait_for_tcp(_HOST, port, _READY_TIMEOUT_S, echo)
             run.server(echo, f"{_HOST}:{port}", Kind.ECHO, "echo", (single, batch))
-            for backend, methods in (("memory", (single,)), ("redis", (single, batch))):
+            for backend, methods, metrics in (
+                ("memory", (single,), True),
+                ("redis", (single, batch), True),
+                ("redis", (single, batch), False),
+            ):
                 backend_env = {**env, "LIMITER_BACKEND": backend, "REDIS_URL": server.url}
                 name = f"limiter-{backend}"
-                node = start_limiter(group, name, free_port(_HOST), backend_env, host=_HOST)
                 label, redis_backed = f"limiter/{backend}", backend == "redis"
+                if not metrics:
+                    backend_env["LIMITER_METRICS_LISTEN"] = ""
+                    name, label = f"{name}-no-metrics", METRICS_OFF
+                node = start_limiter(group, name, free_port(_HOST), backend_env, host=_HOST)
                 run.server(
                     node.process,
                     node.address,

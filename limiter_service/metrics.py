@@ -6,11 +6,14 @@ and its two implementations.
 when that variable is empty, so turning metrics off also turns off their cost.
 
 Contract, for every method of ``Metrics``: it never raises, never blocks, and takes well
-under a microsecond per decision (label children are bound once, per policy or per method
-and status, and kept). Labels are bounded: a policy name (from the policies file, never a
-key), an outcome, a method, a status code or a cause from a fixed set. Counters of things
-other layers already count (sheds, master changes, the policies in force, calls in flight)
-are read when Prometheus scrapes, so they cost the hot path nothing.
+under a microsecond per decision. Labels are bounded: a policy name (from the policies
+file, never a key), an outcome, a method, a status code or a cause from a fixed set.
+Everything a label set needs is bound once and kept: per policy, a row of plain counters
+(one per outcome, and near-limit), added to on the event loop's thread and read when
+Prometheus scrapes; per method and status, a histogram child. A decision costs a dict
+look-up and an integer increment, not a lock. Counters of things other layers already
+count (sheds, master changes, the policies in force, calls in flight) are read when
+Prometheus scrapes too, so they cost the hot path nothing.
 
 =========================================  ===========================  ===================
 metric                                     labels                       recorded by
@@ -187,11 +190,16 @@ class NoMetrics:
 NO_METRICS = NoMetrics()
 
 
-class _PolicySeries(NamedTuple):
-    """One policy's children, bound when its first decision is counted."""
+class _PolicyCounts:
+    """One policy's counters, bound when its first decision is counted: ``by_reason``
+    indexed by ``Reason`` value, and ``near_limit``. Only the event loop's thread adds;
+    a scrape reads (an int is read whole)."""
 
-    outcomes: dict[Reason, Counter]
-    near_limit: Counter
+    __slots__ = ("by_reason", "near_limit")
+
+    def __init__(self) -> None:
+        self.by_reason = [0] * (max(Reason) + 1)
+        self.near_limit = 0
 
 
 class MetricsEndpoint(NamedTuple):
@@ -219,19 +227,8 @@ class PrometheusMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._ratio = near_limit_ratio
         r = self.registry
-        self._decisions = Counter(
-            "ratelimit_decisions",
-            "Decisions answered, by policy and outcome (allowed, denied, shadow_denied, "
-            "fail_open, fail_closed, unlimited).",
-            ("policy", "outcome"),
-            registry=r,
-        )
-        self._near_limit = Counter(
-            "ratelimit_near_limit",
-            f"Allowed decisions that left less than {near_limit_ratio:g} of the limit, by policy.",
-            ("policy",),
-            registry=r,
-        )
+        self._by_policy: dict[str, _PolicyCounts] = {}
+        r.register(_DecisionCollector(self._by_policy, near_limit_ratio))
         fallbacks = Counter(
             "ratelimit_failure_mode_answers",
             "Decisions answered by the failure mode, by cause (timeout, unavailable, "
@@ -276,25 +273,17 @@ class PrometheusMetrics:
         self._state = _StateCollector()
         r.register(self._state)
         ProcessCollector(registry=r)
-        self._by_policy: dict[str, _PolicySeries] = {}
         self._by_rpc: dict[tuple[str, str], Histogram] = {}
 
-    def _bind(self, policy: str) -> _PolicySeries:
-        series = _PolicySeries(
-            {reason: self._decisions.labels(policy, name) for reason, name in OUTCOMES.items()},
-            self._near_limit.labels(policy),
-        )
-        self._by_policy[policy] = series
-        return series
-
     def decided(self, decisions: Sequence[Decision]) -> None:
-        by_policy, ratio = self._by_policy, self._ratio
-        for decision in decisions:
-            series = by_policy.get(decision.policy) or self._bind(decision.policy)
-            reason = decision.reason
-            series.outcomes[reason].inc()
-            if reason is Reason.WITHIN_LIMIT and decision.remaining < decision.limit * ratio:
-                series.near_limit.inc()
+        by_policy, ratio, within = self._by_policy, self._ratio, Reason.WITHIN_LIMIT
+        for _, limit, remaining, _, _, policy, reason, _ in decisions:
+            counts = by_policy.get(policy)
+            if counts is None:
+                counts = by_policy[policy] = _PolicyCounts()
+            counts.by_reason[reason] += 1
+            if reason is within and remaining < limit * ratio:
+                counts.near_limit += 1
 
     def fell_back(self, cause: FailureCause, count: int) -> None:
         self._fallbacks[cause].inc(count)
@@ -337,6 +326,37 @@ class PrometheusMetrics:
         when the address cannot be bound."""
         server, thread = start_http_server(port, host, registry=self.registry)
         return MetricsEndpoint(server, thread)
+
+
+class _DecisionCollector(Collector):
+    """``ratelimit_decisions_total`` and ``ratelimit_near_limit_total`` from the per-policy
+    counters, at scrape time (every outcome of a policy shows, zeros included, from its
+    first decision on)."""
+
+    def __init__(self, by_policy: dict[str, _PolicyCounts], ratio: float) -> None:
+        self._by_policy = by_policy
+        self._ratio = ratio
+
+    def collect(self) -> Iterable[Metric]:
+        rows = list(self._by_policy.items())  # one C-level copy: safe while the loop adds
+        decisions = CounterMetricFamily(
+            "ratelimit_decisions",
+            "Decisions answered, by policy and outcome (allowed, denied, shadow_denied, "
+            "fail_open, fail_closed, unlimited).",
+            labels=("policy", "outcome"),
+        )
+        near = CounterMetricFamily(
+            "ratelimit_near_limit",
+            f"Allowed decisions that left less than {self._ratio:g} of the limit, by policy.",
+            labels=("policy",),
+        )
+        for policy, counts in rows:
+            by_reason = list(counts.by_reason)
+            for reason, outcome in OUTCOMES.items():
+                decisions.add_metric((policy, outcome), by_reason[reason])
+            near.add_metric((policy,), counts.near_limit)
+        yield decisions
+        yield near
 
 
 class _StateCollector(Collector):

@@ -66,6 +66,8 @@ def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
         "limiter/memory ShouldAllow",
         "limiter/redis ShouldAllow",
         "limiter/redis ShouldAllowBatch x100",
+        "limiter/redis, metrics off ShouldAllow",
+        "limiter/redis, metrics off ShouldAllowBatch x100",
         "redis-benchmark EVALSHA fixed_window.lua, 1 key",
         "redis-benchmark EVALSHA fixed_window.lua, 100 keys",
     ]
@@ -86,6 +88,14 @@ def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
     assert decided["vs_redis_benchmark"] is not None
     assert rows["limiter/redis ShouldAllowBatch x100"]["raw"]["decisions_per_evalsha"] >= 1
     assert rows["redis-benchmark EVALSHA fixed_window.lua, 1 key"]["redis_cpu_us"] > 0
+    # What metrics cost per decision: recorded in-process, and both limiters' CPU.
+    cost = results["metrics_cost"]
+    assert set(cost) == {"ShouldAllow", "ShouldAllowBatch x100"}
+    for method, figures in cost.items():
+        assert 0 < figures["recording_us_per_decision"] < figures["server_cpu_us_per_decision"]
+        assert figures["server_cpu_us_without_metrics"] > 0, method
+        assert figures["within_budget"], (method, figures)
+    assert "metrics, ShouldAllow: recording" in stdout
 
 
 @pytest.mark.skipif(
