@@ -1,5 +1,5 @@
 """Real processes for tests and local runs: ports, managed processes, a Redis Sentinel
-topology, Prometheus, and the whole stack (``Stack``: Redis, limiters, APIs, Nginx,
+topology, a Redis Cluster, Prometheus, and the whole stack (``Stack``: Redis, limiters, APIs, Nginx,
 Prometheus).
 
 Import from here; the submodules are the implementation.
@@ -17,6 +17,7 @@ from devstack.nginx import NginxNode
 from devstack.ports import free_port, free_ports
 from devstack.processes import ManagedProcess, ProcessGroup, wait_for_tcp
 from devstack.prometheus import PrometheusNode, start_prometheus
+from devstack.redis_cluster import ClusterNode, RedisCluster
 from devstack.redis_probes import Address
 from devstack.redis_server import StandaloneRedis, start_redis
 from devstack.redis_topology import NodeHandle, RedisTopology
@@ -31,6 +32,7 @@ __all__ = [
     "WRK_SCRIPT",
     "Address",
     "ApiNode",
+    "ClusterNode",
     "DeadlineExceededError",
     "DevstackError",
     "LimiterNode",
@@ -40,6 +42,7 @@ __all__ = [
     "ProcessDiedError",
     "ProcessGroup",
     "PrometheusNode",
+    "RedisCluster",
     "RedisTopology",
     "Samples",
     "Stack",

@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from limiter_service.admission import Admission, AdmissionLimits
 from limiter_service.backends.base import Backend
+from limiter_service.backends.cluster import ClusterBackend
 from limiter_service.backends.connection import RedisAccess, StaticConnector, TlsFiles
 from limiter_service.backends.memory import MemoryBackend
 from limiter_service.backends.redis import RedisBackend
@@ -61,6 +62,12 @@ def build_backend(settings: Settings, metrics: Metrics = NO_METRICS) -> Backend:
         tls,
         settings.redis_source_address or None,
     )
+    if kind is BackendKind.CLUSTER:
+        cluster = ClusterBackend(
+            settings.redis_cluster_nodes, data, timeout_s, settings.redis_max_connections
+        )
+        metrics.watch(master=cluster)
+        return cluster
     if kind is BackendKind.REDIS:
         connector: StaticConnector | SentinelConnector = StaticConnector(
             settings.redis_url, data, timeout_s, settings.redis_max_connections

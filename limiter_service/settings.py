@@ -23,6 +23,7 @@ class BackendKind(enum.StrEnum):
     MEMORY = "memory"
     REDIS = "redis"
     SENTINEL = "sentinel"
+    CLUSTER = "cluster"
 
 
 def _env(name: str) -> AliasChoices:
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("SENTINEL_HOSTS")
     )
     redis_master: str = Field("mymaster", validation_alias=_env("REDIS_MASTER"))
+    redis_cluster_nodes: Annotated[list[tuple[str, int]], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("REDIS_CLUSTER_NODES")
+    )
     redis_password: SecretStr = Field(SecretStr(""), validation_alias=_env("REDIS_PASSWORD"))
     sentinel_password: SecretStr = Field(SecretStr(""), validation_alias=_env("SENTINEL_PASSWORD"))
     redis_timeout_ms: int = Field(25, ge=1, le=60_000, validation_alias=_env("REDIS_TIMEOUT_MS"))
@@ -123,7 +127,7 @@ class Settings(BaseSettings):
         0.2, gt=0, le=1, validation_alias=_env("LIMITER_METRICS_NEAR_LIMIT_RATIO")
     )
 
-    @field_validator("sentinel_hosts", mode="before")
+    @field_validator("sentinel_hosts", "redis_cluster_nodes", mode="before")
     @classmethod
     def _parse_hosts(cls, value: object) -> object:
         if not isinstance(value, str):
@@ -198,12 +202,15 @@ class Settings(BaseSettings):
         return lease_ms / 1000
 
     def resolved_backend(self) -> BackendKind:
-        """``auto`` picks sentinel when SENTINEL_HOSTS is set, else redis when REDIS_URL is
-        set, else the embedded memory backend."""
+        """``auto`` picks sentinel when SENTINEL_HOSTS is set, else cluster when
+        REDIS_CLUSTER_NODES is set, else redis when REDIS_URL is set, else the embedded
+        memory backend."""
         if self.backend is not BackendKind.AUTO:
             return self.backend
         if self.sentinel_hosts:
             return BackendKind.SENTINEL
+        if self.redis_cluster_nodes:
+            return BackendKind.CLUSTER
         if self.redis_url:
             return BackendKind.REDIS
         return BackendKind.MEMORY
@@ -221,6 +228,8 @@ def load_settings() -> Settings:
     kind = settings.resolved_backend()
     if kind is BackendKind.SENTINEL and not settings.sentinel_hosts:
         raise ConfigError("LIMITER_BACKEND=sentinel needs SENTINEL_HOSTS=host:port,...")
+    if kind is BackendKind.CLUSTER and not settings.redis_cluster_nodes:
+        raise ConfigError("LIMITER_BACKEND=cluster needs REDIS_CLUSTER_NODES=host:port,...")
     if kind is BackendKind.REDIS and not settings.redis_url:
         raise ConfigError("LIMITER_BACKEND=redis needs REDIS_URL=redis://host:port/db")
     if (settings.tls_cert is None) != (settings.tls_key is None):

@@ -17,22 +17,24 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError, TryAgainError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError, RedisError
 
+from limiter_service.backends.attempts import (
+    PER_DECISION_S,
+    complete,
+    retry_until,
+    script_arguments,
+    store_reply,
+)
 from limiter_service.backends.connection import Connector
-from limiter_service.backends.scripts import RESULT_WIDTH, Script, load_scripts
+from limiter_service.backends.scripts import Script, load_scripts
 from limiter_service.decision import Algorithm, Hit, Verdict
-from limiter_service.errors import BackendUnavailable, FailureCause
 from limiter_service.timeouts import patient_timeout
 
 log = logging.getLogger(__name__)
-_RETRY_PAUSE_S = 0.01
-_PER_DECISION_S = 20e-6  # ~2x what Redis spends per decision in a batched script
-_RETRYABLE_REPLIES = ("NOREPLICAS", "MASTERDOWN")
 
 Group = tuple[Script, list[int]]  # a script and the indexes of the hits it decides
 
@@ -75,41 +77,27 @@ class RedisBackend:
 
     async def _with_retries(self, deadline: float, decisions: int, attempt: Any) -> None:
         """Run ``attempt(client)`` until it succeeds, retrying what a retry can fix until
-        ``deadline``. An attempt may take the attempt timeout plus ``_PER_DECISION_S`` for
-        each decision it carries (Redis runs a big batch's script for a while)."""
-        attempt_timeout_s = self._attempt_timeout_s + decisions * _PER_DECISION_S
-        loop = asyncio.get_running_loop()
-        last: Exception | None = None
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise BackendUnavailable(
-                    f"redis did not answer in time: {last or 'no time left'}", _cause(last)
-                )
-            client: aioredis.Redis | None = None
-            try:
-                # A whole attempt even when little of the deadline is left: cancelling a
-                # command in flight costs a reconnect and may count it twice, and callers
-                # bound their own wait anyway.
-                async with patient_timeout(attempt_timeout_s):
-                    client = await self._connector.client()
-                    await attempt(client)
+        ``deadline`` (``attempts.retry_until``). An attempt may take the attempt timeout
+        plus ``PER_DECISION_S`` for each decision it carries (Redis runs a big batch's
+        script for a while)."""
+        used: list[aioredis.Redis] = []  # the client of the latest attempt, once it has one
+
+        async def run() -> None:
+            used.clear()
+            client = await self._connector.client()
+            used.append(client)
+            await attempt(client)
+
+        async def recover(error: Exception) -> None:
+            if not used:
                 return
-            except NoScriptError:
-                if client is not None:
-                    await self._load_scripts(client, deadline)
-                continue
-            except (TimeoutError, RedisError, OSError) as exc:
-                if isinstance(exc, ResponseError) and not _retryable(exc):
-                    raise BackendUnavailable(
-                        f"redis refused the script: {exc}", FailureCause.REFUSED
-                    ) from exc
-                last = exc
-                if client is not None:
-                    await self._connector.failed(client, exc)
-            pause = min(_RETRY_PAUSE_S, deadline - loop.time())
-            if pause > 0:
-                await asyncio.sleep(pause)
+            if isinstance(error, NoScriptError):
+                await self._load_scripts(used[0], deadline)
+            else:
+                await self._connector.failed(used[0], error)
+
+        attempt_timeout_s = self._attempt_timeout_s + decisions * PER_DECISION_S
+        await retry_until(deadline, attempt_timeout_s, run, recover)
 
     async def _run(
         self,
@@ -122,11 +110,12 @@ class RedisBackend:
         ran. Raises ``NoScriptError`` when a group still has to run after a reload."""
         if len(pending) == 1:
             script, indexes = pending[0]
-            replies: list[Any] = [await client.evalsha(script.sha, *_arguments(hits, indexes))]
+            arguments = script_arguments(hits, indexes)
+            replies: list[Any] = [await client.evalsha(script.sha, *arguments)]
         else:
             async with client.pipeline(transaction=False) as pipe:
                 for script, indexes in pending:
-                    pipe.evalsha(script.sha, *_arguments(hits, indexes))
+                    pipe.evalsha(script.sha, *script_arguments(hits, indexes))
                 replies = await pipe.execute(raise_on_error=False)
         missing: list[Group] = []
         failure: Exception | None = None
@@ -137,7 +126,7 @@ class RedisBackend:
                 failure = failure or reply
                 missing.append((script, indexes))
             else:
-                _store(reply, indexes, verdicts)
+                store_reply(reply, indexes, verdicts)
         pending[:] = missing
         if failure is not None:
             raise failure
@@ -153,54 +142,3 @@ class RedisBackend:
                     await client.script_load(script.source)
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("could not load scripts: %r", exc)
-
-
-def _arguments(hits: Sequence[Hit], indexes: list[int]) -> list[Any]:
-    keys: list[str] = []
-    argv: list[int] = []
-    for index in indexes:
-        hit = hits[index]
-        first, second = hit.policy.script_params()
-        keys.append(hit.storage_key)
-        argv += (first, second, hit.cost, 1 if hit.dry_run else 0)
-    return [len(keys), *keys, *argv]
-
-
-def complete(verdicts: list[Verdict | None]) -> list[Verdict]:
-    """``verdicts`` when every hit has one; raises ``BackendUnavailable`` otherwise (a
-    shorter list would shift every later answer onto the wrong request)."""
-    missing = sum(1 for verdict in verdicts if verdict is None)
-    if missing:
-        raise BackendUnavailable(
-            f"redis answered {len(verdicts) - missing} of {len(verdicts)} hits",
-            FailureCause.BAD_REPLY,
-        )
-    return cast("list[Verdict]", verdicts)
-
-
-def _store(reply: list[int], indexes: list[int], verdicts: list[Verdict | None]) -> None:
-    if not isinstance(reply, list) or len(reply) != len(indexes) * RESULT_WIDTH:
-        size = len(reply) if isinstance(reply, list) else type(reply).__name__
-        raise BackendUnavailable(
-            f"script replied {size} values for {len(indexes)} hits of {RESULT_WIDTH} each",
-            FailureCause.BAD_REPLY,
-        )
-    for position, index in enumerate(indexes):
-        base = position * RESULT_WIDTH
-        allowed, remaining, reset_after, retry_after = reply[base : base + RESULT_WIDTH]
-        verdicts[index] = Verdict(bool(allowed), remaining, reset_after, retry_after)
-
-
-def _cause(last: Exception | None) -> FailureCause:
-    """Why the deadline passed: the last attempt timed out (or none could start), or it
-    found no usable master."""
-    if last is None or isinstance(last, TimeoutError | RedisTimeoutError):
-        return FailureCause.TIMEOUT
-    return FailureCause.UNAVAILABLE
-
-
-def _retryable(error: ResponseError) -> bool:
-    """READONLY, TRYAGAIN, NOREPLICAS and MASTERDOWN come and go with failovers."""
-    if isinstance(error, ReadOnlyError | TryAgainError):
-        return True
-    return str(error).startswith(_RETRYABLE_REPLIES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from limiter_service.backends.redis import _store, complete
+from limiter_service.backends.attempts import complete, store_reply
 from limiter_service.decision import Verdict
 from limiter_service.errors import BackendUnavailable
 
@@ -23,11 +23,11 @@ def test_a_missing_verdict_raises_instead_of_shortening_the_list() -> None:
 def test_a_reply_of_the_wrong_size_is_refused(reply: object) -> None:
     verdicts: list[Verdict | None] = [None, None]
     with pytest.raises(BackendUnavailable, match="for 2 hits of 4 each"):
-        _store(reply, [0, 1], verdicts)  # type: ignore[arg-type]
+        store_reply(reply, [0, 1], verdicts)  # type: ignore[arg-type]
     assert verdicts == [None, None]
 
 
 def test_a_reply_of_the_right_size_is_stored_in_order() -> None:
     verdicts: list[Verdict | None] = [None, None, None]
-    _store([1, 5, 10, 0, 0, 0, 20, 30], [2, 0], verdicts)
+    store_reply([1, 5, 10, 0, 0, 0, 20, 30], [2, 0], verdicts)
     assert verdicts == [Verdict(False, 0, 20, 30), None, Verdict(True, 5, 10, 0)]
