@@ -28,6 +28,9 @@ from ratelimit_client import proto
 
 log = logging.getLogger(__name__)
 SERVICES = ("", proto.SERVICE_NAME)
+#: Health service name for liveness probes: SERVING from start until shutdown, whatever
+#: the backend does (restarting a limiter never brings Redis back).
+LIVENESS_SERVICE = "liveness"
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # The probe's own policy: never denies in practice, a one-second window keeps its key short-lived.
@@ -65,6 +68,7 @@ class HealthReporter:
         self._hits = probe_hits(key_prefix)
         self._last_fallback = last_fallback
         self._task: asyncio.Task[None] | None = None
+        self._alive = False
         self.serving: bool | None = None
 
     async def _problem(self) -> str | None:
@@ -87,6 +91,9 @@ class HealthReporter:
 
     async def check_once(self) -> bool:
         """Probe once and publish the result; returns whether decisions succeed."""
+        if not self._alive:
+            await self.servicer.set(LIVENESS_SERVICE, _SERVING)
+            self._alive = True
         problem = await self._problem()
         ok = problem is None
         if not ok and self.serving is not False:

@@ -24,6 +24,7 @@ import yaml
 
 from api.demo_settings import DemoSettings
 from limiter_service.errors import ConfigError as ServiceConfigError
+from limiter_service.health import LIVENESS_SERVICE, SERVICES
 from limiter_service.settings import Settings, load_settings
 from ratelimit_client import ConfigError as ClientConfigError
 from ratelimit_client.settings import LimiterSettings
@@ -175,8 +176,12 @@ def check_limiter_probes(objects: Objects) -> None:
         spec = container(objects, "limiter").get(probe, {})
         assert set(spec) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, probe
         assert spec["grpc"]["port"] == grpc_port == 50051, probe
-        # "" is the overall health the limiter reports (limiter_service/health.py).
-        assert spec["grpc"].get("service", "") == "", probe
+    # Readiness follows Redis ("", the overall health); liveness asks the liveness-only
+    # name, SERVING until shutdown (both in limiter_service/health.py).
+    readiness = container(objects, "limiter")["readinessProbe"]["grpc"]
+    liveness = container(objects, "limiter")["livenessProbe"]["grpc"]
+    assert readiness.get("service", "") == "" and "" in SERVICES
+    assert liveness.get("service") == LIVENESS_SERVICE
 
 
 def check_api_probes(objects: Objects) -> None:
