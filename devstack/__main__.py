@@ -1,9 +1,10 @@
 """``python -m devstack`` (``make stack``): the full topology as local processes.
 
-Starts Redis + Sentinels, two limiters, two APIs and Nginx (see ``devstack.stack``), waits
-for every health check, prints where everything listens, then waits for Ctrl-C or SIGTERM
-and stops every process it started. Each flag's default comes from the environment
-variable named in its help, else the value shown; port 0 picks a free port.
+Starts Redis + Sentinels, two limiters, two APIs, Nginx and Prometheus (see
+``devstack.stack``), waits for every health check, prints where everything listens, then
+waits for Ctrl-C or SIGTERM and stops every process it started. Each flag's default comes
+from the environment variable named in its help, else the value shown; port 0 picks a free
+port.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.errors import DevstackError
+from devstack.prometheus import DEFAULT_SCRAPE_INTERVAL
 from devstack.stack import Stack
 from devstack.stack_banner import banner
 from devstack.stack_config import FAILURE_MODES, StackConfig
@@ -54,7 +56,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
         description="The full topology as local processes: Redis + Sentinels, limiters, "
-        "APIs, Nginx. Port 0 picks a free port.",
+        "APIs, Nginx, Prometheus. Port 0 picks a free port.",
     )
     parser.add_argument(
         "--host",
@@ -78,6 +80,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_two_ports,
         default=env("STACK_LIMITER_PORTS", "50051,50052"),
         help="limiter-1,limiter-2 ports (env STACK_LIMITER_PORTS; %(default)s)",
+    )
+    parser.add_argument(
+        "--limiter-metrics-ports",
+        type=_two_ports,
+        default=env("STACK_LIMITER_METRICS_PORTS", "9091,9092"),
+        help="limiter-1,limiter-2 /metrics ports (env STACK_LIMITER_METRICS_PORTS; %(default)s)",
+    )
+    parser.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=env("STACK_PROMETHEUS_PORT", "9090"),
+        help="Prometheus port (env STACK_PROMETHEUS_PORT; %(default)s)",
+    )
+    parser.add_argument(
+        "--scrape-interval",
+        default=env("STACK_SCRAPE_INTERVAL", DEFAULT_SCRAPE_INTERVAL),
+        help="how often Prometheus scrapes (env STACK_SCRAPE_INTERVAL; %(default)s)",
     )
     parser.add_argument(
         "--redis-ports",
@@ -132,6 +151,9 @@ def _config(args: argparse.Namespace) -> StackConfig:
         api_ports=args.api_ports,
         limiter_ports=args.limiter_ports,
         redis_ports=args.redis_ports,
+        limiter_metrics_ports=args.limiter_metrics_ports,
+        prometheus_port=args.prometheus_port,
+        scrape_interval=args.scrape_interval,
         rate_limit=args.rate_limit,
         time_window=args.time_window,
         failure_mode=args.failure_mode,

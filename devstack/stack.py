@@ -1,9 +1,10 @@
 """The whole topology as local processes: the same services as ``deploy/docker-compose.yml``.
 
 Redis master + 2 replicas + 3 Sentinels, 2 limiter replicas on the Sentinel backend, 2 API
-replicas balancing over both limiters, and Nginx in front of both APIs, all on loopback
-with their files under one working directory. ``make stack`` runs it (``devstack.__main__``)
-and the end-to-end tests drive it, so both exercise the same launcher.
+replicas balancing over both limiters, Nginx in front of both APIs, and Prometheus scraping
+the limiters and the APIs, all on loopback with their files under one working directory.
+``make stack`` runs it (``devstack.__main__``) and the end-to-end tests drive it, so both
+exercise the same launcher.
 """
 
 from __future__ import annotations
@@ -22,17 +23,20 @@ from devstack.lifecycle import StopsOnExit
 from devstack.limiter import LimiterNode, start_limiter
 from devstack.nginx import NginxNode, start_nginx
 from devstack.processes import ManagedProcess, ProcessGroup
+from devstack.prometheus import PrometheusNode, start_prometheus
 from devstack.redis_topology import RedisTopology
 from devstack.stack_config import (
     API_SERVICES,
     LIMITER_SERVICES,
     NGINX_SERVICE,
+    PROMETHEUS_SERVICE,
     REDIS_SERVICES,
     SENTINEL_SERVICES,
     SERVICES,
     StackConfig,
     api_env,
     limiter_env,
+    scrape_targets,
 )
 from devstack.waiting import wait_until
 
@@ -58,6 +62,7 @@ class Stack(StopsOnExit):
         self._limiters: dict[str, LimiterNode] = {}
         self._apis: dict[str, ApiNode] = {}
         self._nginx: NginxNode | None = None
+        self._prometheus: PrometheusNode | None = None
         self._env: dict[str, Mapping[str, str]] = {}
 
     def __enter__(self) -> Stack:
@@ -102,6 +107,14 @@ class Stack(StopsOnExit):
         return self.nginx.url
 
     @property
+    def prometheus(self) -> PrometheusNode:
+        """The running Prometheus (scraping every limiter and API). Raises
+        ``DevstackError`` before ``start()``."""
+        if self._prometheus is None:
+            raise DevstackError("the stack is not started")
+        return self._prometheus
+
+    @property
     def apis(self) -> Mapping[str, ApiNode]:
         """The API replicas by service name (``api-1``, ``api-2``), latest process each."""
         return dict(self._apis)
@@ -124,6 +137,7 @@ class Stack(StopsOnExit):
         for name, api in self._apis.items():
             found[name] = api.process
         found[NGINX_SERVICE] = self.nginx.process
+        found[PROMETHEUS_SERVICE] = self.prometheus.process
         return {name: found[name] for name in SERVICES}
 
     def service_env(self, name: str) -> Mapping[str, str]:
@@ -141,7 +155,8 @@ class Stack(StopsOnExit):
     # -- life cycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start every service and return once each passes its health check.
+        """Start every service and return once each passes its health check (for
+        Prometheus: once it has scraped every limiter and API).
 
         On any failure, everything started is stopped again and the error propagates
         (``DevstackError`` with the failing process's log tail, or ``OSError``). Raises
@@ -165,6 +180,7 @@ class Stack(StopsOnExit):
                 self._launch_api(name, {})
             _in_parallel([partial(wait_api, api, timeout) for api in self._apis.values()])
             self._start_nginx()
+            self._start_prometheus()
         except BaseException:
             self.stop()
             raise
@@ -253,6 +269,7 @@ class Stack(StopsOnExit):
         env = limiter_env(
             self._config,
             port=port,
+            metrics_port=self._config.limiter_metrics_ports[LIMITER_SERVICES.index(name)],
             sentinel_hosts=topology.sentinel_hosts_env(),
             master_name=topology.master_name,
             redis_password=topology.password,
@@ -291,6 +308,19 @@ class Stack(StopsOnExit):
             timeout=self._config.startup_timeout,
         )
         self._env[NGINX_SERVICE] = dict(self._nginx.variables)
+
+    def _start_prometheus(self) -> None:
+        self._prometheus = start_prometheus(
+            self._group,
+            PROMETHEUS_SERVICE,
+            workdir=self._workdir / "prometheus",
+            port=self._config.prometheus_port,
+            targets=scrape_targets(self._config),
+            host=self._config.host,
+            scrape_interval=self._config.scrape_interval,
+            timeout=self._config.startup_timeout,
+        )
+        self._prometheus.wait_targets_up(self._config.startup_timeout)
 
 
 def _in_parallel(calls: list[Callable[[], T]]) -> list[T]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from devstack.stack import Stack
 from devstack.stack_config import (
     LIMITER_SERVICES,
+    PROMETHEUS_SERVICE,
     REDIS_SERVICES,
     SENTINEL_SERVICES,
     SERVICES,
@@ -31,7 +32,9 @@ def banner(stack: Stack) -> str:
     password (the redis-cli lines read theirs from the 0600 files the topology wrote)."""
     config = stack.config
     edge = stack.nginx_url
-    limiter = stack.limiters[LIMITER_SERVICES[0]].address
+    first_limiter = stack.limiters[LIMITER_SERVICES[0]]
+    limiter = first_limiter.address
+    prometheus = stack.prometheus.url
     topology = stack.topology
     master_host, master_port = topology.current_master()
     sentinel_host, sentinel_port = topology.sentinel_addresses[0]
@@ -48,6 +51,7 @@ def banner(stack: Stack) -> str:
             )
         },
         "nginx": edge,
+        PROMETHEUS_SERVICE: prometheus,
     }
     services = "\n".join(
         f"  {name:<16} {where[name]:<28} pid {processes[name].pid}" for name in SERVICES
@@ -67,6 +71,8 @@ window), failure mode {config.failure_mode}.
 {services}
 
   edge:  {edge}      logs: {stack.log_dir}
+  Prometheus: {prometheus} (scrapes both limiters and both APIs every \
+{config.scrape_interval})
   Redis password file: {topology.password_file} (mode 0600)
   Sentinel master name: {topology.master_name}
 
@@ -80,6 +86,9 @@ done; echo
   grpcurl -plaintext {limiter} list
   grpcurl -plaintext -d '{{"key":"ip:127.0.0.1"}}' {limiter} ratelimit.v1.RateLimiter/ShouldAllow
   grpcurl -plaintext {limiter} grpc.health.v1.Health/Check
+  curl -s http://{first_limiter.metrics_address}/metrics | grep ^ratelimit_decisions
+  curl -s {prometheus}/api/v1/query --data-urlencode \
+'query=sum by (outcome) (ratelimit_decisions_total)'
   {ask_sentinel}
   {scan_master}
   wrk -t2 -c50 -d10s {edge}/health

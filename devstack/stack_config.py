@@ -11,18 +11,21 @@ import dataclasses
 from dataclasses import dataclass
 
 from devstack.ports import free_ports
+from devstack.prometheus import DEFAULT_SCRAPE_INTERVAL, Targets
 
 __all__ = [
     "API_SERVICES",
     "FAILURE_MODES",
     "LIMITER_SERVICES",
     "NGINX_SERVICE",
+    "PROMETHEUS_SERVICE",
     "REDIS_SERVICES",
     "SENTINEL_SERVICES",
     "SERVICES",
     "StackConfig",
     "api_env",
     "limiter_env",
+    "scrape_targets",
 ]
 
 REDIS_SERVICES = ("redis-master", "redis-replica-1", "redis-replica-2")
@@ -31,12 +34,14 @@ SENTINEL_SERVICES = ("sentinel-1", "sentinel-2", "sentinel-3")
 LIMITER_SERVICES = ("limiter-1", "limiter-2")
 API_SERVICES = ("api-1", "api-2")
 NGINX_SERVICE = "nginx"
+PROMETHEUS_SERVICE = "prometheus"
 SERVICES = (
     *REDIS_SERVICES,
     *SENTINEL_SERVICES,
     *LIMITER_SERVICES,
     *API_SERVICES,
     NGINX_SERVICE,
+    PROMETHEUS_SERVICE,
 )
 """Every service, in start order."""
 
@@ -54,7 +59,9 @@ class StackConfig:
     (``LIMITER_TIMEOUT_MS``), ``decision_timeout_ms`` the limiters' own deadline for Redis
     (``LIMITER_DECISION_TIMEOUT_MS``). ``down_after_ms`` is the Sentinels' failure
     detection time, ``startup_timeout`` bounds each wait for a service to come up, in
-    seconds.
+    seconds. ``limiter_metrics_ports`` are where the limiters serve ``/metrics``;
+    Prometheus listens on ``prometheus_port`` and scrapes every ``scrape_interval`` (a
+    Prometheus duration).
     """
 
     host: str = "127.0.0.1"
@@ -62,6 +69,9 @@ class StackConfig:
     api_ports: tuple[int, int] = (0, 0)
     limiter_ports: tuple[int, int] = (0, 0)
     redis_ports: tuple[int, ...] = ()
+    limiter_metrics_ports: tuple[int, int] = (0, 0)
+    prometheus_port: int = 0
+    scrape_interval: str = DEFAULT_SCRAPE_INTERVAL
     rate_limit: int = 10
     time_window: int = 60
     failure_mode: str = "open"
@@ -78,7 +88,15 @@ class StackConfig:
             )
         if self.redis_ports and len(self.redis_ports) != 6:
             raise ValueError("redis_ports: master, 2 replicas, 3 sentinels (6 ports)")
-        for port in (self.nginx_port, *self.api_ports, *self.limiter_ports, *self.redis_ports):
+        ports = (
+            self.nginx_port,
+            *self.api_ports,
+            *self.limiter_ports,
+            *self.redis_ports,
+            *self.limiter_metrics_ports,
+            self.prometheus_port,
+        )
+        for port in ports:
             if not 0 <= port < 65536:
                 raise ValueError(f"port {port} is out of range")
         if min(self.rate_limit, self.time_window) < 1:
@@ -88,7 +106,13 @@ class StackConfig:
 
     def with_ports_chosen(self) -> StackConfig:
         """A copy whose 0 ports are replaced by ports free on ``host`` right now."""
-        wanted = [self.nginx_port, *self.api_ports, *self.limiter_ports]
+        wanted = [
+            self.nginx_port,
+            *self.api_ports,
+            *self.limiter_ports,
+            *self.limiter_metrics_ports,
+            self.prometheus_port,
+        ]
         free = iter(free_ports(wanted.count(0), self.host))
         chosen = [port or next(free) for port in wanted]
         return dataclasses.replace(
@@ -96,6 +120,8 @@ class StackConfig:
             nginx_port=chosen[0],
             api_ports=(chosen[1], chosen[2]),
             limiter_ports=(chosen[3], chosen[4]),
+            limiter_metrics_ports=(chosen[5], chosen[6]),
+            prometheus_port=chosen[7],
         )
 
     def limiter_addresses(self) -> list[str]:
@@ -107,14 +133,17 @@ def limiter_env(
     config: StackConfig,
     *,
     port: int,
+    metrics_port: int,
     sentinel_hosts: str,
     master_name: str,
     redis_password: str,
     sentinel_password: str,
 ) -> dict[str, str]:
-    """The environment of one limiter replica on ``port`` using the Sentinel backend."""
+    """The environment of one limiter replica on ``port`` (metrics on ``metrics_port``)
+    using the Sentinel backend."""
     return {
         "LIMITER_LISTEN": f"{config.host}:{port}",
+        "LIMITER_METRICS_LISTEN": f"{config.host}:{metrics_port}",
         "LIMITER_BACKEND": "sentinel",
         "SENTINEL_HOSTS": sentinel_hosts,
         "REDIS_MASTER": master_name,
@@ -139,4 +168,19 @@ def api_env(config: StackConfig, *, name: str, port: int) -> dict[str, str]:
         "LIMITER_TIMEOUT_MS": str(config.limiter_timeout_ms),
         "LIMITER_FAILURE_MODE": config.failure_mode,
         "TRUSTED_PROXIES": config.host,
+    }
+
+
+def scrape_targets(config: StackConfig) -> Targets:
+    """What Prometheus scrapes: every limiter's metrics port and every API's ``/metrics``,
+    by service name (compose's ``deploy/prometheus/prometheus.yml`` names the same)."""
+    return {
+        "limiter": {
+            name: f"{config.host}:{port}"
+            for name, port in zip(LIMITER_SERVICES, config.limiter_metrics_ports, strict=True)
+        },
+        "api": {
+            name: f"{config.host}:{port}"
+            for name, port in zip(API_SERVICES, config.api_ports, strict=True)
+        },
     }

@@ -13,6 +13,7 @@ declare -A package_of=(
   [docker-compose]=docker-compose
   [envsubst]=gettext-base
   [iptables]=iptables
+  [prometheus]=prometheus
 )
 
 missing_pkgs=()
@@ -33,8 +34,9 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >/dev/null
-  # Debian starts the freshly installed daemons; the tests start their own on free ports.
-  for svc in redis-server redis-sentinel nginx; do
+  # Debian starts the freshly installed daemons; the tests start their own on free ports
+  # (Debian's Prometheus would also hold port 9090, the limiter's default metrics port).
+  for svc in redis-server redis-sentinel nginx prometheus; do
     if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
   done
   exit 0

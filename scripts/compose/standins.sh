@@ -2,7 +2,8 @@
 # Stand-ins for the official base images deploy/ names, built from Debian bookworm packages
 # (mmdebstrap, then podman import) for a machine that reaches no image registry:
 #
-#   bash scripts/compose/standins.sh python:3.11-slim redis:7.2-alpine nginx:1.27-alpine
+#   bash scripts/compose/standins.sh python:3.11-slim redis:7.2-alpine nginx:1.27-alpine \
+#     prom/prometheus:v2.53.2
 #
 # Each reference is tagged as the fully qualified name a pull would have given it
 # (docker.io/library/python:3.11-slim), in whatever store podman is configured to use
@@ -15,8 +16,10 @@
 #           WORKDIR and a VOLUME (an anonymous volume per container, as in the official image)
 #   nginx   nginx, wget, envsubst, the template step of the official entrypoint
 #           (nginx-entrypoint.sh beside this file), STOPSIGNAL SIGQUIT
+#   prometheus  prometheus as the ENTRYPOINT (/bin/prometheus, as in the official image), wget,
+#           user nobody owning /prometheus, which is WORKDIR and a VOLUME
 #
-# The versions are Debian's (Redis 7.0, Nginx 1.22), not the tags' own. Images are built
+# The versions are Debian's (Redis 7.0, Nginx 1.22, Prometheus 2.42), not the tags' own. Images are built
 # once per content of this script and the entrypoint (a label records the hash), so a
 # second run only checks labels and tags. Needs root (mmdebstrap in root mode).
 set -euo pipefail
@@ -78,8 +81,20 @@ build() {
         'EXPOSE 80'
       )
       ;;
+    prometheus)
+      include=(prometheus wget)
+      hooks=('mkdir -p "$1/prometheus"' 'chroot "$1" chown nobody:nogroup /prometheus')
+      changes=(
+        'USER nobody'
+        'WORKDIR /prometheus'
+        'VOLUME /prometheus'
+        'EXPOSE 9090'
+        'ENTRYPOINT ["/bin/prometheus"]'
+        'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]'
+      )
+      ;;
     *)
-      echo "standins.sh: no stand-in recipe for $tag (kinds: python, redis, nginx)" >&2
+      echo "standins.sh: no stand-in recipe for $tag (kinds: python, redis, nginx, prometheus)" >&2
       return 1
       ;;
   esac

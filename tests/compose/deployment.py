@@ -44,7 +44,9 @@ class StackSettings:
     decision_timeout_ms: int = 1500
     failure_mode: str = "open"
 
-    def env(self, edge_ports: tuple[int, int], redis_password: str) -> dict[str, str]:
+    def env(
+        self, edge_ports: tuple[int, int], redis_password: str, prometheus_port: int
+    ) -> dict[str, str]:
         """The variables ``deploy/docker-compose.yml`` reads."""
         return {
             "REDIS_PASSWORD": redis_password,
@@ -57,12 +59,14 @@ class StackSettings:
             # "host-ip:port" is a valid published port: loopback only.
             "EDGE_PORT": f"127.0.0.1:{edge_ports[0]}",
             "EDGE_ALT_PORT": f"127.0.0.1:{edge_ports[1]}",
+            "PROMETHEUS_PORT": f"127.0.0.1:{prometheus_port}",
         }
 
 
 @dataclass
 class Deployment:
-    """A running project. ``anonymous_volumes``: those its containers were created with."""
+    """A running project. ``anonymous_volumes``: those its containers were created with;
+    ``prometheus_port``: where Prometheus is published."""
 
     project: ComposeProject
     redis: RedisView
@@ -70,6 +74,7 @@ class Deployment:
     edge_ports: tuple[int, int]
     anonymous_volumes: set[str]
     log_dir: Path
+    prometheus_port: int = 0
 
     @property
     def url(self) -> str:
@@ -120,13 +125,13 @@ def deployed(
 ) -> Iterator[Deployment]:
     """Bring the project up, wait for every healthcheck, yield it; then take it down
     (``Deployment.down``)."""
-    first, second = free_ports(2)
+    first, second, prometheus_port = free_ports(3)
     edge_ports = (first, second)
     password = secrets.token_hex(12)
-    podman.env.update(settings.env(edge_ports, password))
+    podman.env.update(settings.env(edge_ports, password, prometheus_port))
     project = ComposeProject(podman, podman_compose, COMPOSE_FILE, PROJECT)
     redis = RedisView(project, password)
-    deployment = Deployment(project, redis, settings, edge_ports, set(), log_dir)
+    deployment = Deployment(project, redis, settings, edge_ports, set(), log_dir, prometheus_port)
     if project.containers():  # left by an interrupted run
         deployment.down()
     try:

@@ -18,12 +18,12 @@ def test_down_leaves_no_container_network_or_volume(deployment: Deployment) -> N
     before = project.leftovers(deployment.anonymous_volumes | project.anonymous_volumes())
     assert len(before.containers) == len(project.containers()) > 0
     assert before.networks, "the project has no network of its own"
-    assert len(before.volumes) == 6, f"one /data volume per Redis and Sentinel: {before}"
+    assert len(before.volumes) == 7, f"/data of each Redis and Sentinel, /prometheus: {before}"
 
     deployment.down()
 
     left = project.leftovers(before.volumes)
     assert not left, f"left behind: {left}"
-    for port in deployment.edge_ports:
+    for port in (*deployment.edge_ports, deployment.prometheus_port):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))  # OSError while anything still holds it

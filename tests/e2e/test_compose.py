@@ -18,14 +18,17 @@ import pytest
 import yaml
 
 from devstack.nginx_config import local_variables
+from devstack.prometheus import scrape_config
 from devstack.stack_config import (
     API_SERVICES,
     LIMITER_SERVICES,
     NGINX_SERVICE,
+    PROMETHEUS_SERVICE,
     SERVICES,
     StackConfig,
     api_env,
     limiter_env,
+    scrape_targets,
 )
 from tests.e2e.compose import COMPOSE_FILE, ENVSUBST_SETTINGS, compose_env_names, load_compose
 
@@ -74,6 +77,7 @@ def test_limiter_env_names_match(service: str) -> None:
     local = limiter_env(
         StackConfig(),
         port=1,
+        metrics_port=2,
         sentinel_hosts="h:1",
         master_name="m",
         redis_password="p",
@@ -87,6 +91,26 @@ def test_api_env_names_match(service: str) -> None:
     local = api_env(StackConfig(), name=service, port=1)
     assert compose_env_names(COMPOSE, service) == set(local)
     assert COMPOSE["services"][service]["environment"]["API_INSTANCE"] == service
+
+
+def test_prometheus_scrapes_what_the_local_stack_scrapes() -> None:
+    """deploy/prometheus/prometheus.yml is ``scrape_config`` rendered with compose's
+    services, each on the port compose has it serve metrics on."""
+    limiter_port = COMPOSE["x-limiter-env"]["LIMITER_METRICS_LISTEN"].rpartition(":")[2]
+    api_port = COMPOSE["x-api-env"]["API_PORT"]
+    targets = {
+        "limiter": {name: f"{name}:{limiter_port}" for name in LIMITER_SERVICES},
+        "api": {name: f"{name}:{api_port}" for name in API_SERVICES},
+    }
+    local = scrape_targets(StackConfig().with_ports_chosen())
+    assert {job: set(services) for job, services in targets.items()} == {
+        job: set(services) for job, services in local.items()
+    }
+    compose_file = (COMPOSE_FILE.parent / "prometheus" / "prometheus.yml").read_text()
+    assert compose_file == scrape_config(targets)
+    definition = COMPOSE["services"][PROMETHEUS_SERVICE]
+    assert "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in definition["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in definition["command"]
 
 
 def test_nginx_env_names_match(tmp_path: Path) -> None:

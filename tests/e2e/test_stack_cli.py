@@ -34,6 +34,8 @@ def test_starts_prints_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
         "STACK_NGINX_PORT": "0",
         "STACK_API_PORTS": "0,0",
         "STACK_LIMITER_PORTS": "0,0",
+        "STACK_LIMITER_METRICS_PORTS": "0,0",
+        "STACK_PROMETHEUS_PORT": "0",
         "TMPDIR": str(tmp_path),
     }
     with ProcessGroup(tmp_path / "logs") as group:
@@ -54,6 +56,11 @@ def test_starts_prints_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
         response = httpx.get(f"{edge[1]}/limited_endpoint", timeout=10)
         assert response.status_code == 200
         assert response.headers["RateLimit-Policy"] == '"default";q=10;w=60'
+        prometheus = re.search(r"Prometheus:\s+(http://\S+)", output)
+        assert prometheus is not None, output
+        targets = httpx.get(f"{prometheus[1]}/api/v1/targets", timeout=10).json()
+        health = {t["labels"]["service"]: t["health"] for t in targets["data"]["activeTargets"]}
+        assert health == dict.fromkeys(("limiter-1", "limiter-2", "api-1", "api-2"), "up")
 
         stack.signal(signal.SIGTERM)
         assert stack.wait_exit(60) == 0, stack.log_tail()
