@@ -3,7 +3,8 @@
 Layers, each in its own module: ``settings`` (env) -> ``policies`` (what to limit) ->
 ``limiter`` (validation, failure mode) -> ``batching`` (coalescing) -> ``backends``
 (memory, redis, sentinel; Lua in ``backends/lua``) ; ``grpc_service`` and ``health`` are the
-gRPC edge, ``server`` wires them together.
+gRPC edge, ``server`` wires them together. ``metrics`` is what every layer reports to
+(Prometheus, or nothing).
 """
 
 from limiter_service.decision import Algorithm, Decision, Policy, Reason

@@ -73,6 +73,10 @@ async def test_master_restarted_before_failover_keeps_every_budget(
             waiting_for="the limiter to log the master's restart",
             watch=(node.process,),
         )
+        # ... and count it: a restart at the same address, not a master change.
+        samples = node.metrics()
+        assert samples.get("ratelimit_master_changes_total", kind="restart") == 1
+        assert samples.get("ratelimit_master_changes_total", kind="address") == 0
     finally:
         await client.close()
 

@@ -149,6 +149,8 @@ async def test_planned_failover_loses_nothing(
     exhausted = f"exhausted:{uuid.uuid4()}"
     await exhaust(client, exhausted)
     await asyncio.to_thread(topology.wait_replicated)
+    changes = "ratelimit_master_changes_total"
+    assert node.metrics().total(changes, kind="address") == 0  # finding it is no change
     load = Load(client)
     tasks = load.start()
     old = topology.current_master()
@@ -164,6 +166,8 @@ async def test_planned_failover_loses_nothing(
     assert new != old
     assert load.errors == []
     assert load.answers[-1][1] in AUTHORITATIVE
+    # The switch is counted (the first discovery of the master is not a change).
+    assert node.metrics().total(changes, kind="address") >= 1
     assert reply.reason == proto.Reason.REASON_WITHIN_LIMIT
     assert after.reason == proto.Reason.REASON_OVER_LIMIT
     with topology.client(new) as master:
