@@ -49,6 +49,7 @@ def _start_replicas(group: ProcessGroup, stack: Stack) -> list[ApiNode]:
         "SENTINEL_HOSTS": topology.sentinel_hosts_env(),
         "REDIS_MASTER": topology.master_name,
         "REDIS_PASSWORD": topology.password,
+        "SENTINEL_PASSWORD": topology.sentinel_password or "",
         "RATE_LIMIT": str(config.rate_limit),
         "TIME_WINDOW": str(config.time_window),
         "TRUSTED_PROXIES": config.host,

@@ -11,7 +11,8 @@ bench.edge.limits_app:app --loop auto --http auto --lifespan on --no-proxy-heade
 ``GET /limited_endpoint`` answers 200 ``{"message", "served_by"}``, or 429 over the limit;
 ``GET /health`` 200, never limited. Environment, read at start-up: ``SENTINEL_HOSTS``
 (``host:port,...``, required), ``REDIS_MASTER`` (``mymaster``), ``REDIS_PASSWORD`` (the
-data nodes'; Sentinels get none), ``RATE_LIMIT`` (10) per ``TIME_WINDOW`` (60 s) per
+data nodes'), ``SENTINEL_PASSWORD`` (the Sentinels', empty: none), ``RATE_LIMIT`` (10) per
+``TIME_WINDOW`` (60 s) per
 client, ``TRUSTED_PROXIES`` (loopback), ``API_INSTANCE`` (``limits``, in bodies and
 ``X-Served-By``).
 """
@@ -48,6 +49,7 @@ class LimitsAppSettings(BaseSettings):
     sentinel_hosts: str = Field(min_length=1)
     redis_master: str = Field("mymaster", min_length=1)
     redis_password: str = ""
+    sentinel_password: str = ""
     rate_limit: int = Field(10, ge=1)
     time_window: int = Field(60, ge=1)
     api_instance: str = Field("limits", min_length=1)
@@ -65,14 +67,14 @@ class _State:
     """Per process: the limiter, the one rate-limit item and how clients are told apart."""
 
     def __init__(self, settings: LimitsAppSettings) -> None:
-        # ``limits`` sends the URI's password to the Sentinels too; ours require none and
-        # would refuse an AUTH, hence the empty one in ``sentinel_kwargs``. A fixed-window
-        # hit only writes, so replicas are not used.
+        # ``limits`` sends the URI's password to the Sentinels too; ``sentinel_kwargs`` gives
+        # them their own (an empty one sends no AUTH). A fixed-window hit only writes, so
+        # replicas are not used.
         storage = RedisSentinelStorage(
             storage_uri(settings.sentinel_hosts, settings.redis_master, settings.redis_password),
             implementation="redispy",
             use_replicas=False,
-            sentinel_kwargs={"password": ""},
+            sentinel_kwargs={"password": settings.sentinel_password},
         )
         self.limiter = FixedWindowRateLimiter(storage)
         self.item = RateLimitItemPerSecond(settings.rate_limit, settings.time_window)
