@@ -15,11 +15,13 @@ import enum
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.edge.report import EdgeReport
 from bench.metrics_cost import BUDGET
 from bench.table import Grid, number, section
+
+if TYPE_CHECKING:  # bench.edge imports this module: a runtime import would be circular
+    from bench.edge.report import EdgeReport
 
 __all__ = ["BenchReport", "Kind", "ScenarioResult"]
 
