@@ -133,6 +133,16 @@ def test_running_services_get_the_env_names_compose_sets(stack: Stack) -> None:
     assert set(stack.service_env(NGINX_SERVICE)) == nginx
 
 
+def test_replica_metrics_are_not_published_through_nginx(stack: Stack) -> None:
+    api = stack.apis[API_SERVICES[0]]
+    with client() as http:
+        direct = http.get(f"{api.url}/metrics")
+        through_nginx = http.get(f"{stack.nginx_url}/metrics")
+    assert direct.status_code == 200 and "ratelimit_client_" in direct.text
+    assert through_nginx.status_code == 404
+    assert "ratelimit_client_" not in through_nginx.text
+
+
 def test_nginx_answers_json_when_no_replica_can(stack: Stack) -> None:
     """Last in the module: it leaves both API replicas dead."""
     for name in API_SERVICES:
