@@ -298,9 +298,10 @@ class RedisTopology(StopsOnExit):
         """Start the stopped data node at ``address`` again, with its own config file.
 
         Returns once it plays the role the Sentinels give it: master if they still name
-        it, otherwise a replica of their master with the link up. Note that it comes
-        back empty (nothing is persisted) and, after a failover, first boots as a master
-        until a Sentinel converts it; this takes several seconds. Raises
+        it, otherwise a replica of their master with the link up. It comes back with
+        the data of its append-only file and, after a failover, first boots as a master
+        until a Sentinel converts it (several seconds; the link may drop once more while it
+        resyncs). Raises
         ``DevstackError`` if the node is still running.
         """
         node = self.node_for(address)
