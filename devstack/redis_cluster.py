@@ -25,7 +25,7 @@ from devstack.errors import DevstackError, UnknownNodeError
 from devstack.lifecycle import StopsOnExit
 from devstack.ports import free_ports
 from devstack.processes import ManagedProcess, ProcessGroup, wait_for_tcp
-from devstack.redis_config import check_token, quote_path
+from devstack.redis_config import check_token, server_lines
 from devstack.redis_probes import Address, connect
 from devstack.waiting import wait_until
 
@@ -49,12 +49,7 @@ def cluster_node_config(
     replica has no replica of its own until the old primary returns, and must still write.
     """
     lines = [
-        f"port {port}",
-        f"bind {_HOST}",
-        "protected-mode no",
-        "daemonize no",
-        'logfile ""',
-        f"dir {quote_path(directory)}",
+        *server_lines(host=_HOST, port=port, directory=directory),
         'save ""',
         "appendonly yes",
         "appendfsync everysec",

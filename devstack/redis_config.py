@@ -14,6 +14,7 @@ __all__ = [
     "data_node_config",
     "quote_path",
     "sentinel_config",
+    "server_lines",
 ]
 
 MIN_REPLICAS_MAX_LAG_S = 2
@@ -44,6 +45,21 @@ def quote_path(path: Path) -> str:
     return f'"{text}"'
 
 
+def server_lines(*, host: str, port: int, directory: Path) -> list[str]:
+    """What every local Redis process starts with: listening on ``host``:``port`` (also
+    the source address of its own connections), in the foreground, logging to stdout,
+    with its files in ``directory``."""
+    return [
+        f"port {port}",
+        f"bind {check_token(host, 'host')}",
+        f"bind-source-addr {host}",
+        "protected-mode no",
+        "daemonize no",
+        'logfile ""',
+        f"dir {quote_path(directory)}",
+    ]
+
+
 def data_node_config(
     *,
     port: int,
@@ -65,13 +81,7 @@ def data_node_config(
     ``replica_of`` is the master to follow at boot, ``None`` for a master.
     """
     lines = [
-        f"port {port}",
-        f"bind {check_token(host, 'host')}",
-        f"bind-source-addr {host}",
-        "protected-mode no",
-        "daemonize no",
-        'logfile ""',
-        f"dir {quote_path(directory)}",
+        *server_lines(host=host, port=port, directory=directory),
         'save ""',
         "appendonly yes",
         "appendfsync everysec",
@@ -113,13 +123,7 @@ def sentinel_config(
     name = check_token(master_name, "master name")
     master_host, master_port = master_address
     lines = [
-        f"port {port}",
-        f"bind {check_token(host, 'host')}",
-        f"bind-source-addr {host}",
-        "protected-mode no",
-        "daemonize no",
-        'logfile ""',
-        f"dir {quote_path(directory)}",
+        *server_lines(host=host, port=port, directory=directory),
         f"sentinel monitor {name} {master_host} {master_port} {quorum}",
         f"sentinel auth-pass {name} {check_token(password, 'password')}",
         f"sentinel down-after-milliseconds {name} {down_after_ms}",

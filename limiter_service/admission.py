@@ -35,6 +35,7 @@ from contextlib import asynccontextmanager
 from typing import NamedTuple
 
 from limiter_service.errors import Overloaded
+from ratelimit_client.outage import Episodes
 
 __all__ = ["Admission", "AdmissionLimits", "ShedLog"]
 
@@ -50,57 +51,42 @@ class AdmissionLimits(NamedTuple):
     max_peer_decisions: int = 1000
 
 
-class ShedLog:
-    """Counts shed calls and logs them per episode rather than per call: one WARNING when
-    shedding starts (with the cause), one summary per second while it goes on, and one
-    INFO line at the first admission after a second without shedding."""
+class ShedLog(Episodes):
+    """Counts shed calls (``rpcs``, the ``decisions`` they carried, ``by_limit``) and logs
+    them per episode rather than per call: one WARNING when shedding starts (with the
+    cause), one summary per second while it goes on, and one INFO line at the first
+    admission after a second without shedding."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.rpcs = 0
-        self.decisions = 0
+        super().__init__(
+            log,
+            started="overloaded, shedding calls (RESOURCE_EXHAUSTED): {detail}",
+            ongoing="still shedding: {events} call(s) in the last {seconds:.1f}s; last: {detail}",
+            ended="no longer shedding, after {events} call(s) ({weight} decision(s)) shed",
+            summary_every_s=1.0,
+            quiet_s=1.0,
+            clock=clock,
+        )
         self.by_limit: collections.Counter[str] = collections.Counter()
-        self._in_episode = False
-        self._last_shed = 0.0
-        self._last_report = 0.0
-        self._unreported = 0
-        self._episode_rpcs = 0
-        self._episode_decisions = 0
+
+    @property
+    def rpcs(self) -> int:
+        """Calls shed so far."""
+        return self.total
+
+    @property
+    def decisions(self) -> int:
+        """Decisions those calls carried."""
+        return self.total_weight
 
     def record(self, error: Overloaded, decisions: int) -> None:
         """A call of ``decisions`` decisions was shed with ``error``."""
-        self.rpcs += 1
-        self.decisions += decisions
         self.by_limit[error.limit] += 1
-        self._episode_rpcs += 1
-        self._episode_decisions += decisions
-        now = self._last_shed = self._clock()
-        if not self._in_episode:
-            self._in_episode = True
-            self._last_report = now
-            log.warning("overloaded, shedding calls (RESOURCE_EXHAUSTED): %s", error)
-            return
-        self._unreported += 1
-        if now - self._last_report >= 1.0:
-            log.warning(
-                "still shedding: %d call(s) in the last %.1fs; last: %s",
-                self._unreported,
-                now - self._last_report,
-                error,
-            )
-            self._unreported = 0
-            self._last_report = now
+        self.event(str(error), decisions)
 
     def admitted(self) -> None:
         """A call was admitted; ends the episode if nothing was shed for a second."""
-        if self._in_episode and self._clock() - self._last_shed >= 1.0:
-            log.info(
-                "no longer shedding, after %d call(s) (%d decision(s)) shed",
-                self._episode_rpcs,
-                self._episode_decisions,
-            )
-            self._in_episode = False
-            self._unreported = self._episode_rpcs = self._episode_decisions = 0
+        self.ok()
 
 
 class _Waiter:

@@ -31,9 +31,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from limiter_service.decision import US_PER_SECOND, Algorithm, Override, Policy, key_matches
 from limiter_service.errors import ConfigError, UnknownPolicy
@@ -76,20 +77,22 @@ def _check_token_bucket(policy: Policy) -> Policy:
     return policy
 
 
+def _valid_window(value: str | int | None) -> str | int | None:
+    if value is not None:
+        parse_window(value)
+    return value
+
+
+Window = Annotated[str | int | None, AfterValidator(_valid_window)]
+
+
 class _OverrideSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     match: str = Field(min_length=1)
     limit: int = Field(ge=1, le=MAX_LIMIT)
-    window: str | int | None = None
+    window: Window = None
     burst: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
-
-    @field_validator("window")
-    @classmethod
-    def _check_window(cls, value: str | int | None) -> str | int | None:
-        if value is not None:
-            parse_window(value)
-        return value
 
     def build(self) -> Override:
         window_us = parse_window(self.window) if self.window is not None else None
@@ -100,7 +103,7 @@ class _PolicySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
-    window: str | int | None = None
+    window: Window = None
     algorithm: Algorithm = Algorithm.FIXED_WINDOW
     burst: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     match: str = ""
@@ -108,13 +111,6 @@ class _PolicySpec(BaseModel):
     unlimited: bool = False
     allow_request_override: bool = False
     overrides: list[_OverrideSpec] = Field(default_factory=list)
-
-    @field_validator("window")
-    @classmethod
-    def _check_window(cls, value: str | int | None) -> str | int | None:
-        if value is not None:
-            parse_window(value)
-        return value
 
     def build(self, name: str) -> Policy:
         if self.unlimited:
