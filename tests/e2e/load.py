@@ -13,11 +13,11 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
 
 import httpx
 
 from devstack import WRK_SCRIPT, ManagedProcess, ProcessGroup, parse_wrk_report
+from devstack.lifecycle import StopsOnExit
 
 __all__ = ["LoadResult", "Probe", "ProbeAnswer", "Wrk", "find_wrk"]
 
@@ -140,7 +140,7 @@ class ProbeAnswer:
     counted: bool
 
 
-class Probe:
+class Probe(StopsOnExit):
     """Sequential GETs of ``url`` from ``local_address`` in a thread, from entering the
     ``with`` block until leaving it. ``answers`` grows as they come."""
 
@@ -155,12 +155,8 @@ class Probe:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """End the probe (at most one request later)."""
         self._stop.set()
         self._thread.join(timeout=15.0)
 

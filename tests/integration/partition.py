@@ -10,7 +10,8 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterable
-from types import TracebackType
+
+from devstack.lifecycle import StopsOnExit
 
 __all__ = ["Partition", "iptables_usable"]
 
@@ -27,7 +28,7 @@ def iptables_usable() -> str | None:
     return None
 
 
-class Partition:
+class Partition(StopsOnExit):
     """``with Partition(pairs):`` drops all traffic between each pair of addresses."""
 
     def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -52,10 +53,4 @@ class Partition:
             rule = self._added.pop()
             subprocess.run(["iptables", "-D", "INPUT", *rule], check=False)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.heal()
+    stop = heal
