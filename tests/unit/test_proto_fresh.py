@@ -12,7 +12,7 @@ from ratelimit_client import proto
 
 REPO = Path(__file__).resolve().parents[2]
 # A unary-unary call or handler built by hand (the reflection service's own is stream-stream).
-TABLE_CALL = re.compile(r"\bunary_unary(_rpc_method_handler)?\(")
+TABLE_CALL = re.compile(r"\bunary_unary\w*\(")
 METHOD_PATH = f"/{proto.SERVICE_NAME}/"
 
 
