@@ -13,6 +13,7 @@ declare -A package_of=(
   [docker-compose]=docker-compose
   [envsubst]=gettext-base
   [iptables]=iptables
+  [openssl]=openssl
   [prometheus]=prometheus
 )
 
