@@ -24,6 +24,7 @@ from limiter_service.decision import (
     Reason,
     Verdict,
 )
+from limiter_service.deny_cache import DenyCache
 from limiter_service.errors import (
     BackendUnavailable,
     FailureCause,
@@ -121,14 +122,18 @@ class Limiter:
         admission: Admission | None = None,
         clock: Callable[[], float] | None = None,
         metrics: Metrics = NO_METRICS,
+        deny_cache: DenyCache | None = None,
     ) -> None:
         """``clock`` is the monotonic clock deadlines are measured on (seconds); by
         default the running event loop's, which is what backends compare them with.
         ``admission`` bounds the work in flight (default: ``AdmissionLimits()``);
-        ``metrics`` hears of every decision answered and every failure-mode answer."""
+        ``metrics`` hears of every decision answered and every failure-mode answer.
+        ``deny_cache`` answers hits the backend has just denied (``deny_cache``); it is
+        cleared whenever ``policies`` is replaced and for each counter ``reset``."""
         self._clock = clock
         self.admission = admission or Admission()
-        self.policies = policies
+        self.deny_cache = deny_cache
+        self._policies = policies
         self.backend = backend
         self.metrics = metrics
         self._coalescer = Coalescer(backend, max_in_flight, metrics)
@@ -137,6 +142,17 @@ class Limiter:
         self._failure_mode = failure_mode
         self._decision_timeout_s = decision_timeout_s
         self.fallbacks = FallbackLog(failure_mode.value)
+
+    @property
+    def policies(self) -> PolicySet:
+        """The policies in force; assigning a new set (a reload) drops the deny cache."""
+        return self._policies
+
+    @policies.setter
+    def policies(self, policies: PolicySet) -> None:
+        self._policies = policies
+        if self.deny_cache is not None:
+            self.deny_cache.clear()
 
     def hit_for(self, request: RequestLike) -> Hit:
         """Validate ``request`` and say what to count. Raises ``InvalidRequest``,
@@ -172,7 +188,7 @@ class Limiter:
                 f"{MAX_POLICY_NAME_BYTES}",
                 "policy",
             )
-        base = self.policies.resolve(name, key)
+        base = self._policies.resolve(name, key)
         policy = base.for_key(key)
         window = request.window
         window_us = window.seconds * US_PER_SECOND + window.nanos // 1000
@@ -187,8 +203,9 @@ class Limiter:
 
     async def reset(self, request: QuotaLike, time_remaining_s: float | None = None) -> str:
         """Clear the counter ``request`` names (validated as for a decision) in one round
-        trip; returns the policy's name. Raises ``BackendUnavailable`` when the backend does
-        not answer within the decision timeout (75 % of the caller's deadline at most)."""
+        trip, and its deny-cache entry; returns the policy's name. Raises
+        ``BackendUnavailable`` when the backend does not answer within the decision timeout
+        (75 % of the caller's deadline at most)."""
         policy, storage_key = self.counter_for(request)
         if policy.unlimited:
             return policy.name
@@ -202,6 +219,10 @@ class Limiter:
             raise BackendUnavailable(
                 f"no answer within {budget * 1000:.0f} ms", FailureCause.TIMEOUT
             ) from None
+        finally:
+            # Also when the reset failed: it may have reached Redis.
+            if self.deny_cache is not None:
+                self.deny_cache.forget(storage_key)
         return policy.name
 
     async def decide(
@@ -259,6 +280,30 @@ class Limiter:
         return await self._decide_hits(hits, time_remaining_s)
 
     async def _decide_hits(self, hits: list[Hit], time_remaining_s: float | None) -> list[Decision]:
+        cache = self.deny_cache
+        if cache is None or not hits:
+            return await self._ask_backend(hits, time_remaining_s)
+        now_us = cache.clock()
+        generation = cache.generation
+        answers: list[Decision | None] = []
+        misses: list[Hit] = []
+        for hit in hits:
+            answer = cache.answer(hit, now_us)
+            if answer is None:
+                misses.append(hit)
+            else:
+                self.metrics.deny_cached(answer.policy)
+            answers.append(answer)
+        decided = await self._ask_backend(misses, time_remaining_s)
+        for hit, decision in zip(misses, decided, strict=True):
+            if decision.reason is Reason.OVER_LIMIT:
+                cache.store(hit, decision, now_us, generation)
+        if len(misses) == len(hits):
+            return decided
+        backend_answers = iter(decided)
+        return [next(backend_answers) if a is None else a for a in answers]
+
+    async def _ask_backend(self, hits: list[Hit], time_remaining_s: float | None) -> list[Decision]:
         if not hits:
             return []
         budget = self._decision_timeout_s

@@ -20,6 +20,7 @@ metric                                     labels                       recorded
 =========================================  ===========================  ===================
 ``ratelimit_decisions_total``              policy, outcome              limiter.py
 ``ratelimit_near_limit_total``             policy                       limiter.py
+``ratelimit_deny_cache_answers_total``     policy                       limiter.py
 ``ratelimit_failure_mode_answers_total``   cause                        limiter.py
 ``ratelimit_rpc_duration_seconds``         method, code                 grpc_service.py
 ``ratelimit_backend_round_trip_seconds``   result                       batching.py
@@ -122,6 +123,11 @@ class Metrics(Protocol):
         """Decisions answered (by the backend, the failure mode, or an unlimited policy)."""
         ...
 
+    def deny_cached(self, policy: str) -> None:
+        """A denial of ``policy`` was answered from the deny cache (it is also among the
+        decisions ``decided`` hears of)."""
+        ...
+
     def fell_back(self, cause: FailureCause, count: int) -> None:
         """``count`` decisions were answered by the failure mode because of ``cause``."""
         ...
@@ -162,6 +168,9 @@ class NoMetrics:
     def decided(self, decisions: Sequence[Decision]) -> None:
         pass
 
+    def deny_cached(self, policy: str) -> None:
+        pass
+
     def fell_back(self, cause: FailureCause, count: int) -> None:
         pass
 
@@ -192,14 +201,15 @@ NO_METRICS = NoMetrics()
 
 class _PolicyCounts:
     """One policy's counters, bound when its first decision is counted: ``by_reason``
-    indexed by ``Reason`` value, and ``near_limit``. Only the event loop's thread adds;
-    a scrape reads (an int is read whole)."""
+    indexed by ``Reason`` value, ``near_limit`` and ``deny_cached``. Only the event loop's
+    thread adds; a scrape reads (an int is read whole)."""
 
-    __slots__ = ("by_reason", "near_limit")
+    __slots__ = ("by_reason", "deny_cached", "near_limit")
 
     def __init__(self) -> None:
         self.by_reason = [0] * (max(Reason) + 1)
         self.near_limit = 0
+        self.deny_cached = 0
 
 
 class MetricsEndpoint(NamedTuple):
@@ -285,6 +295,12 @@ class PrometheusMetrics:
             if reason is within and remaining < limit * ratio:
                 counts.near_limit += 1
 
+    def deny_cached(self, policy: str) -> None:
+        counts = self._by_policy.get(policy)
+        if counts is None:
+            counts = self._by_policy[policy] = _PolicyCounts()
+        counts.deny_cached += 1
+
     def fell_back(self, cause: FailureCause, count: int) -> None:
         self._fallbacks[cause].inc(count)
 
@@ -329,9 +345,9 @@ class PrometheusMetrics:
 
 
 class _DecisionCollector(Collector):
-    """``ratelimit_decisions_total`` and ``ratelimit_near_limit_total`` from the per-policy
-    counters, at scrape time (every outcome of a policy shows, zeros included, from its
-    first decision on)."""
+    """``ratelimit_decisions_total``, ``ratelimit_near_limit_total`` and
+    ``ratelimit_deny_cache_answers_total`` from the per-policy counters, at scrape time
+    (every outcome of a policy shows, zeros included, from its first decision on)."""
 
     def __init__(self, by_policy: dict[str, _PolicyCounts], ratio: float) -> None:
         self._by_policy = by_policy
@@ -350,13 +366,21 @@ class _DecisionCollector(Collector):
             f"Allowed decisions that left less than {self._ratio:g} of the limit, by policy.",
             labels=("policy",),
         )
+        cached = CounterMetricFamily(
+            "ratelimit_deny_cache_answers",
+            "Denials answered from the deny cache without a backend round trip, by policy "
+            "(also counted in ratelimit_decisions_total as denied).",
+            labels=("policy",),
+        )
         for policy, counts in rows:
             by_reason = list(counts.by_reason)
             for reason, outcome in OUTCOMES.items():
                 decisions.add_metric((policy, outcome), by_reason[reason])
             near.add_metric((policy,), counts.near_limit)
+            cached.add_metric((policy,), counts.deny_cached)
         yield decisions
         yield near
+        yield cached
 
 
 class _StateCollector(Collector):

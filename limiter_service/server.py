@@ -26,6 +26,7 @@ from limiter_service.backends.redis import RedisBackend
 from limiter_service.backends.sentinel import SentinelConnector
 from limiter_service.connections import connection_options
 from limiter_service.decision import Algorithm
+from limiter_service.deny_cache import DenyCache
 from limiter_service.errors import ConfigError
 from limiter_service.grpc_service import MAX_MESSAGE_BYTES, RateLimiterService
 from limiter_service.health import HealthReporter
@@ -142,6 +143,7 @@ def build_limiter(settings: Settings, metrics: Metrics = NO_METRICS) -> Limiter:
             )
         ),
         metrics=metrics,
+        deny_cache=DenyCache(settings.deny_cache_size) if settings.deny_cache_size else None,
     )
     metrics.watch(policies=lambda: limiter.policies, admission=limiter.admission)
     return limiter
@@ -217,6 +219,7 @@ async def serve(settings: Settings) -> None:
                 "tls": "off" if tls is None else tls.files.mode,
                 "reflection": settings.reflection,
                 "metrics": settings.metrics_listen or "off",
+                "deny_cache_size": settings.deny_cache_size,
             }
         )
     )

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from limiter_service.decision import FailureMode
+from limiter_service.deny_cache import DEFAULT_DENY_CACHE_SIZE
 from limiter_service.errors import ConfigError
 
 
@@ -125,6 +126,13 @@ class Settings(BaseSettings):
     metrics_listen: str = Field("0.0.0.0:9090", validation_alias=_env("LIMITER_METRICS_LISTEN"))
     metrics_near_limit_ratio: float = Field(
         0.2, gt=0, le=1, validation_alias=_env("LIMITER_METRICS_NEAR_LIMIT_RATIO")
+    )
+    # Denials answered without a round trip (deny_cache.py); 0 turns the cache off.
+    deny_cache_size: int = Field(
+        DEFAULT_DENY_CACHE_SIZE,
+        ge=0,
+        le=10_000_000,
+        validation_alias=_env("LIMITER_DENY_CACHE_SIZE"),
     )
 
     @field_validator("sentinel_hosts", "redis_cluster_nodes", mode="before")

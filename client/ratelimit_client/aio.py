@@ -20,7 +20,8 @@ from ratelimit_client import proto
 from ratelimit_client.answers import Answers
 from ratelimit_client.channel import open_aio_channel
 from ratelimit_client.coalescing import CallCoalescer
-from ratelimit_client.decision import Decision
+from ratelimit_client.decision import Decision, Reason
+from ratelimit_client.deny_cache import DenyCache
 from ratelimit_client.errors import RpcFailure, failure_from
 from ratelimit_client.metrics import NO_METRICS, ClientMetrics
 from ratelimit_client.outage import OutageLog
@@ -54,6 +55,8 @@ class LimiterClient:
             metrics=metrics,
         )
         self._answers = Answers(settings.failure_mode, metrics)
+        size = settings.deny_cache_size
+        self.deny_cache = DenyCache(size) if size else None
 
     @property
     def outages(self) -> OutageLog:
@@ -68,17 +71,37 @@ class LimiterClient:
         backend down) the decision's reason is ``FAIL_OPEN`` or ``FAIL_CLOSED``. Raises
         ``InvalidKey`` when the limiter refuses ``key`` and ``Misconfigured`` for a
         server-side mistake (e.g. unknown ``policy``).
+
+        A request the limiter has just denied for this cost or less is answered
+        ``OVER_LIMIT`` without a call until its ``retry_after`` (``deny_cache``).
         """
+        cache = self.deny_cache
+        if cache is None:
+            reply = await self._calls.call(
+                proto.ShouldAllowRequest(key=key, policy=policy, cost=cost)
+            )
+            if isinstance(reply, RpcFailure):
+                return self._answers.failure(reply, policy)
+            return self._answers.reply(reply, policy)
+        sent = cache.clock()
+        cached = cache.answer(key, policy, cost, sent)
+        if cached is not None:
+            self._metrics.answered(Reason.OVER_LIMIT)
+            self._metrics.deny_cached()
+            return cached
+        generation = cache.generation
         reply = await self._calls.call(proto.ShouldAllowRequest(key=key, policy=policy, cost=cost))
         if isinstance(reply, RpcFailure):
             return self._answers.failure(reply, policy)
+        cache.store(key, policy, cost, reply, sent, generation)
         return self._answers.reply(reply, policy)
 
     async def reset(self, key: str, policy: str = "") -> str:
         """Clear what ``key`` has spent under ``policy`` (``""``: chosen by key), e.g. after
         a successful login; returns the policy's name. One call, with the deadline; raises
         ``InvalidKey``/``Misconfigured`` as ``decide`` does, and ``ResetFailed`` when the
-        limiter or its backend did not answer in time (nothing may have been cleared)."""
+        limiter or its backend did not answer in time (nothing may have been cleared).
+        Drops this client's cached denials of ``key`` under that policy either way."""
         started = time.perf_counter()
         try:
             reply = await self._stub.Reset(
@@ -86,8 +109,12 @@ class LimiterClient:
             )
         except grpc.aio.AioRpcError as exc:
             self._metrics.call("Reset", exc.code().name, time.perf_counter() - started, 0)
+            if self.deny_cache is not None:
+                self.deny_cache.forget(key, policy)
             raise self._answers.reset_failure(failure_from(exc), policy) from None
         self._metrics.call("Reset", "OK", time.perf_counter() - started, 0)
+        if self.deny_cache is not None:
+            self.deny_cache.forget(key, policy, reply.policy)
         return str(reply.policy)
 
     async def connect(self, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:

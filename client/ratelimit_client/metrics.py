@@ -2,7 +2,8 @@
 
 The client library depends on no metrics library. A ``ClientMetrics`` given to
 ``LimiterClient``, ``SyncLimiterClient`` or ``open_rate_limiter`` hears of every gRPC call
-and every decision; without one (``NO_METRICS``) nothing is recorded and nothing costs.
+and every decision, and of each denial answered from the deny cache; without one
+(``NO_METRICS``) nothing is recorded and nothing costs.
 ``ratelimit_client.prometheus.PrometheusClientMetrics`` is a ready implementation for apps
 that have ``prometheus-client`` (``pip install 'ratelimit-client[prometheus]'``); the demo
 API wires it and serves ``/metrics``.
@@ -55,6 +56,11 @@ class ClientMetrics(Protocol):
         when the limiter decided."""
         ...
 
+    def deny_cached(self) -> None:
+        """The decision just ``answered`` (``OVER_LIMIT``) came from the deny cache, without
+        a call (``ratelimit_client.deny_cache``)."""
+        ...
+
 
 class NoClientMetrics:
     """Records nothing."""
@@ -63,6 +69,9 @@ class NoClientMetrics:
         pass
 
     def answered(self, reason: Reason, cause: str = "") -> None:
+        pass
+
+    def deny_cached(self) -> None:
         pass
 
 

@@ -18,6 +18,9 @@ metric                                      labels        meaning
 ``ratelimit_client_call_duration_seconds``  method, code  gRPC calls to the limiter
 ``ratelimit_client_decisions_per_call``     --            decisions one call carried
                                                           (coalescing)
+``ratelimit_client_deny_cache_answers``     --            denials answered from the deny
+``_total``                                                cache, without a call (also in
+                                                          decisions_total as denied)
 ==========================================  ============  =================================
 """
 
@@ -76,6 +79,11 @@ class PrometheusClientMetrics:
             buckets=_CALL_SIZE_BUCKETS,
             registry=r,
         )
+        self._deny_cached = Counter(
+            "ratelimit_client_deny_cache_answers",
+            "Denials answered from the deny cache without a call (also counted as denied).",
+            registry=r,
+        )
         self._by_call: dict[tuple[str, str], Histogram] = {}
         self._by_cause: dict[str, Counter] = {}
 
@@ -96,3 +104,6 @@ class PrometheusClientMetrics:
             if child is None:
                 child = self._by_cause[cause] = self._causes.labels(cause)
             child.inc()
+
+    def deny_cached(self) -> None:
+        self._deny_cached.inc()

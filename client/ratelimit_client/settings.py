@@ -19,6 +19,10 @@ env var                     default              meaning
                                                  batch); 1 to 1024
 ``LIMITER_FAILURE_MODE``    ``open``             limiter unreachable or late: ``open`` lets
                                                  the request through, ``closed`` denies it
+``LIMITER_DENY_CACHE_SIZE`` ``1000``             denials remembered until their
+                                                 ``retry_after``, so repeats are answered
+                                                 without a call (``deny_cache``); 0 turns
+                                                 it off (0 to 10000000)
 ``TRUSTED_PROXIES``         ``127.0.0.0/8,::1``  peers (IPs/CIDRs) whose ``X-Real-IP`` names
                                                  the client (FastAPI ``client_ip``); empty
                                                  trusts nobody
@@ -50,6 +54,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ratelimit_client.deny_cache import DEFAULT_DENY_CACHE_SIZE
 
 __all__ = ["ConfigError", "FailureMode", "IPNetwork", "LimiterSettings", "load_limiter_settings"]
 
@@ -110,6 +116,7 @@ class LimiterSettings:
     timeout_ms: int = 50
     max_in_flight: int = 1
     failure_mode: FailureMode = FailureMode.OPEN
+    deny_cache_size: int = DEFAULT_DENY_CACHE_SIZE
     trusted_proxies: tuple[IPNetwork, ...] = field(default=_LOOPBACK)
     tls: bool = False
     tls_ca: Path | None = None
@@ -122,6 +129,7 @@ class LimiterSettings:
             raise ConfigError("LIMITER_ADDR: must not be empty")
         _in_range("LIMITER_TIMEOUT_MS", self.timeout_ms, 1, 60_000)
         _in_range("LIMITER_MAX_IN_FLIGHT", self.max_in_flight, 1, 1024)
+        _in_range("LIMITER_DENY_CACHE_SIZE", self.deny_cache_size, 0, 10_000_000)
         if not isinstance(self.failure_mode, FailureMode):
             raise ConfigError(f"LIMITER_FAILURE_MODE: not a FailureMode: {self.failure_mode!r}")
         if (self.tls_client_cert is None) != (self.tls_client_key is None):
@@ -156,6 +164,10 @@ class LimiterSettings:
         if "LIMITER_MAX_IN_FLIGHT" in environ:
             values["max_in_flight"] = _int(
                 "LIMITER_MAX_IN_FLIGHT", environ["LIMITER_MAX_IN_FLIGHT"]
+            )
+        if "LIMITER_DENY_CACHE_SIZE" in environ:
+            values["deny_cache_size"] = _int(
+                "LIMITER_DENY_CACHE_SIZE", environ["LIMITER_DENY_CACHE_SIZE"]
             )
         if "LIMITER_FAILURE_MODE" in environ:
             mode = environ["LIMITER_FAILURE_MODE"].strip().lower()

@@ -21,7 +21,8 @@ import grpc
 from ratelimit_client import proto
 from ratelimit_client.answers import Answers
 from ratelimit_client.channel import open_sync_channel
-from ratelimit_client.decision import Decision
+from ratelimit_client.decision import Decision, Reason
+from ratelimit_client.deny_cache import DenyCache
 from ratelimit_client.errors import failure_from
 from ratelimit_client.metrics import NO_METRICS, ClientMetrics
 from ratelimit_client.outage import OutageLog
@@ -43,7 +44,10 @@ class SyncLimiterClient:
         self._stub = proto.RateLimiterStub(self._channel)
         self._metrics = metrics
         self._answers = Answers(settings.failure_mode, metrics)
-        self._lock = threading.Lock()  # the outage log is not thread-safe on its own
+        # The outage log and the deny cache are not thread-safe on their own.
+        self._lock = threading.Lock()
+        size = settings.deny_cache_size
+        self.deny_cache = DenyCache(size) if size else None
 
     @property
     def outages(self) -> OutageLog:
@@ -51,7 +55,18 @@ class SyncLimiterClient:
         return self._answers.outages
 
     def decide(self, key: str, policy: str = "", cost: int = 1) -> Decision:
-        """As ``LimiterClient.decide``, blocking for at most the deadline."""
+        """As ``LimiterClient.decide`` (deny cache included), blocking for at most the
+        deadline."""
+        cache = self.deny_cache
+        if cache is not None:
+            with self._lock:
+                sent = cache.clock()
+                cached = cache.answer(key, policy, cost, sent)
+                generation = cache.generation
+            if cached is not None:
+                self._metrics.answered(Reason.OVER_LIMIT)
+                self._metrics.deny_cached()
+                return cached
         request = proto.ShouldAllowRequest(key=key, policy=policy, cost=cost)
         started = time.perf_counter()
         try:
@@ -63,10 +78,13 @@ class SyncLimiterClient:
                 return self._answers.failure(failure, policy)
         self._metrics.call("ShouldAllow", "OK", time.perf_counter() - started, 1)
         with self._lock:
+            if cache is not None:
+                cache.store(key, policy, cost, reply, sent, generation)
             return self._answers.reply(reply, policy)
 
     def reset(self, key: str, policy: str = "") -> str:
-        """As ``LimiterClient.reset``, blocking for at most the deadline."""
+        """As ``LimiterClient.reset`` (dropping this client's cached denials of ``key``),
+        blocking for at most the deadline."""
         started = time.perf_counter()
         try:
             reply = self._stub.Reset(
@@ -75,9 +93,16 @@ class SyncLimiterClient:
         except grpc.RpcError as exc:
             failure = failure_from(exc)
             self._metrics.call("Reset", failure.code.name, time.perf_counter() - started, 0)
+            self._forget(key, policy)
             raise self._answers.reset_failure(failure, policy) from None
         self._metrics.call("Reset", "OK", time.perf_counter() - started, 0)
+        self._forget(key, policy, reply.policy)
         return str(reply.policy)
+
+    def _forget(self, key: str, policy: str, resolved: str = "") -> None:
+        if self.deny_cache is not None:
+            with self._lock:
+                self.deny_cache.forget(key, policy, resolved)
 
     def close(self) -> None:
         """Close the channel."""

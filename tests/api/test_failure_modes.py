@@ -68,7 +68,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailureStack]:
                 {"LIMITER_ADDR": says_open.address, "LIMITER_FAILURE_MODE": "closed"},
             ),
             hung_limiter=hung,
-            hung_api=launch_api(group, "api-hung", {"LIMITER_ADDR": hung.address}),
+            # Recovery is logged on a reply from the limiter; once the key is over its
+            # limit the client's deny cache would answer instead of asking.
+            hung_api=launch_api(
+                group, "api-hung", {"LIMITER_ADDR": hung.address, "LIMITER_DENY_CACHE_SIZE": "0"}
+            ),
         )
         wait_apis(
             apis.open_dead,

@@ -106,11 +106,14 @@ async def test_a_known_sequence_moves_every_counter_exactly(limiter: LimiterNode
     assert delta(after, before, rpcs, method="ShouldAllow", code="INVALID_ARGUMENT") == 1
     assert delta(after, before, rpcs, method="ShouldAllow", code="NOT_FOUND") == 1
     # One round trip per call that reached the backend (calls were sent one at a time);
-    # unlimited decisions never reach it.
+    # unlimited decisions never reach it, nor does login's second denial (the deny cache
+    # answers it; shadow denials are never cached).
+    assert delta(after, before, "ratelimit_deny_cache_answers_total", policy="login") == 1
+    assert delta(after, before, "ratelimit_deny_cache_answers_total", policy="shadowed") == 0
     trips = "ratelimit_backend_decisions_per_round_trip"
-    assert delta(after, before, f"{trips}_count") == 8
-    assert delta(after, before, f"{trips}_sum") == 11
-    assert delta(after, before, "ratelimit_backend_round_trip_seconds_count", result="ok") == 8
+    assert delta(after, before, f"{trips}_count") == 7
+    assert delta(after, before, f"{trips}_sum") == 10
+    assert delta(after, before, "ratelimit_backend_round_trip_seconds_count", result="ok") == 7
     assert delta(after, before, "ratelimit_failure_mode_answers_total") == 0
     assert after.get("ratelimit_backend_up") == 1
     # Label sets are bounded by policy: no key ever becomes a label.
