@@ -273,7 +273,12 @@ policies:
 async def test_primary_sigkill_under_load(processes: ProcessGroup, tmp_path: Path) -> None:
     with RedisCluster(tmp_path / "cluster", node_timeout_ms=NODE_TIMEOUT_MS) as own:
         env = limiter_env(own, tmp_path, FAILOVER_POLICIES)
-        env |= {"REDIS_TIMEOUT_MS": "100", "LIMITER_DECISION_TIMEOUT_MS": "250"}
+        # The deny cache off: the test watches the failure mode cover the lost slots.
+        env |= {
+            "REDIS_TIMEOUT_MS": "100",
+            "LIMITER_DECISION_TIMEOUT_MS": "250",
+            "LIMITER_DENY_CACHE_SIZE": "0",
+        }
         node = start_limiter(processes, "limiter", free_port(), env)
         client = LimiterClient(node.address)
         exhausted = f"exhausted:{uuid.uuid4()}"

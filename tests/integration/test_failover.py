@@ -51,6 +51,9 @@ def limiter_env(topology: RedisTopology, tmp_path: Path) -> dict[str, str]:
         "REDIS_PASSWORD": topology.password,
         "REDIS_TIMEOUT_MS": "100",
         "LIMITER_DECISION_TIMEOUT_MS": "250",
+        # These tests watch the failure mode cover the gap; the deny cache would answer
+        # the load's exhausted keys without Redis (tests/integration/test_deny_cache.py).
+        "LIMITER_DENY_CACHE_SIZE": "0",
     }
 
 
