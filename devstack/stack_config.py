@@ -77,6 +77,8 @@ class StackConfig:
     failure_mode: str = "open"
     limiter_timeout_ms: int = 50
     decision_timeout_ms: int = 100
+    limiter_deny_cache_size: int = 10_000
+    api_deny_cache_size: int = 1_000
     down_after_ms: int = 1000
     nginx_workers: str = "auto"
     startup_timeout: float = 60.0
@@ -153,6 +155,7 @@ def limiter_env(
         "TIME_WINDOW": str(config.time_window),
         "LIMITER_FAILURE_MODE": config.failure_mode,
         "LIMITER_DECISION_TIMEOUT_MS": str(config.decision_timeout_ms),
+        "LIMITER_DENY_CACHE_SIZE": str(config.limiter_deny_cache_size),
     }
 
 
@@ -166,6 +169,7 @@ def api_env(config: StackConfig, *, name: str, port: int) -> dict[str, str]:
         "API_PORT": str(port),
         "LIMITER_ADDR": "ipv4:" + ",".join(config.limiter_addresses()),
         "LIMITER_TIMEOUT_MS": str(config.limiter_timeout_ms),
+        "LIMITER_DENY_CACHE_SIZE": str(config.api_deny_cache_size),
         "LIMITER_FAILURE_MODE": config.failure_mode,
         "TRUSTED_PROXIES": config.host,
     }

@@ -82,7 +82,7 @@ class HealthReporter:
                 await self._backend.decide(self._hits, deadline)
         except (BackendUnavailable, TimeoutError) as exc:
             self._metrics.backend_probed(False)
-            return f"a probe decision failed: {exc or 'no answer in time'}"
+            return f"a probe decision failed: {str(exc) or 'no answer in time'}"
         self._metrics.backend_probed(True)
         last = self._last_fallback()
         if last is not None and last >= started - self._interval_s:

@@ -56,6 +56,10 @@ class StackSettings:
             "LIMITER_TIMEOUT_MS": str(self.limiter_timeout_ms),
             "LIMITER_DECISION_TIMEOUT_MS": str(self.decision_timeout_ms),
             "SENTINEL_DOWN_AFTER_MS": str(self.down_after_ms),
+            # The tests reset Redis's counters behind the services' backs between bursts;
+            # deny caches would go on answering those keys until their retry_after.
+            "LIMITER_DENY_CACHE_SIZE": "0",
+            "API_DENY_CACHE_SIZE": "0",
             # "host-ip:port" is a valid published port: loopback only.
             "EDGE_PORT": f"127.0.0.1:{edge_ports[0]}",
             "EDGE_ALT_PORT": f"127.0.0.1:{edge_ports[1]}",
