@@ -168,8 +168,8 @@ async def serve(settings: Settings) -> None:
         limiter.backend,
         interval_s=settings.health_interval_ms / 1000,
         # A probe decision gets what a real one gets (a busy host's slower answers are
-        # not an outage).
-        timeout_s=max(settings.decision_timeout_ms / 1000, 0.05),
+        # not an outage), within one health interval.
+        timeout_s=max(min(settings.decision_timeout_ms, settings.health_interval_ms) / 1000, 0.05),
         key_prefix=settings.key_prefix,
         last_fallback=lambda: limiter.fallbacks.last_at,
         metrics=metrics,
