@@ -15,7 +15,6 @@ old certificate stays in use and the error names the file.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ import grpc
 
 from limiter_service.errors import ConfigError
 from limiter_service.settings import Settings
+from ratelimit_client.pem import check_certificates, check_key_pair, read_pem
+from ratelimit_client.settings import ConfigError as ClientConfigError
 
 __all__ = ["ServerTls", "TlsFiles", "load_configuration", "reload_handler", "server_tls"]
 
@@ -45,37 +46,17 @@ class TlsFiles:
         return "mtls" if self.client_ca is not None else "tls"
 
 
-def _read(path: Path, variable: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _check_certificates(data: bytes, path: Path, variable: str) -> None:
-    """Raise ``ConfigError`` unless ``data`` holds at least one PEM certificate."""
-    try:
-        ssl.create_default_context(cadata=data.decode("ascii"))
-    except (UnicodeDecodeError, ssl.SSLError) as exc:
-        raise ConfigError(f"{variable}: {path} holds no valid PEM certificate ({exc})") from None
-
-
-def _no_passphrase() -> bytes:
-    raise ConfigError("encrypted private keys are not supported")
-
-
-def _check_pair(files: TlsFiles) -> None:
-    """Raise ``ConfigError`` unless the key is an unencrypted PEM key for the certificate."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(files.cert, files.key, password=_no_passphrase)
-    except ConfigError as exc:
-        raise ConfigError(f"LIMITER_TLS_KEY: {files.key}: {exc}") from None
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise ConfigError(
-            f"LIMITER_TLS_KEY: {files.key} is not a PEM private key matching the certificate "
-            f"in {files.cert} ({exc})"
-        ) from None
+def _files(files: TlsFiles) -> tuple[bytes, bytes, bytes | None]:
+    """Certificate, key and client CAs, checked (``ratelimit_client.pem``)."""
+    cert = read_pem(files.cert, "LIMITER_TLS_CERT")
+    key = read_pem(files.key, "LIMITER_TLS_KEY")
+    check_certificates(cert, files.cert, "LIMITER_TLS_CERT")
+    check_key_pair(files.cert, files.key, "LIMITER_TLS_KEY")
+    client_ca = None
+    if files.client_ca is not None:
+        client_ca = read_pem(files.client_ca, "LIMITER_TLS_CLIENT_CA")
+        check_certificates(client_ca, files.client_ca, "LIMITER_TLS_CLIENT_CA")
+    return cert, key, client_ca
 
 
 def load_configuration(files: TlsFiles) -> grpc.ServerCertificateConfiguration:
@@ -83,14 +64,10 @@ def load_configuration(files: TlsFiles) -> grpc.ServerCertificateConfiguration:
 
     Raises ``ConfigError`` naming the env var and the file at fault.
     """
-    cert = _read(files.cert, "LIMITER_TLS_CERT")
-    key = _read(files.key, "LIMITER_TLS_KEY")
-    _check_certificates(cert, files.cert, "LIMITER_TLS_CERT")
-    _check_pair(files)
-    client_ca = None
-    if files.client_ca is not None:
-        client_ca = _read(files.client_ca, "LIMITER_TLS_CLIENT_CA")
-        _check_certificates(client_ca, files.client_ca, "LIMITER_TLS_CLIENT_CA")
+    try:
+        cert, key, client_ca = _files(files)
+    except ClientConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=client_ca)
 
 

@@ -13,14 +13,13 @@ that cannot be used raise ``ConfigError`` when the channel is opened.
 from __future__ import annotations
 
 import json
-import ssl
-from pathlib import Path
 from typing import Any
 
 import grpc
 
 from ratelimit_client import proto
-from ratelimit_client.settings import ConfigError, LimiterSettings
+from ratelimit_client.pem import check_certificates, check_key_pair, read_pem
+from ratelimit_client.settings import LimiterSettings
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -78,35 +77,6 @@ def channel_options(settings: LimiterSettings | None = None) -> list[tuple[str, 
     return options
 
 
-def _read(path: Path, variable: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _check_certificates(data: bytes, path: Path, variable: str) -> None:
-    try:
-        ssl.create_default_context(cadata=data.decode("ascii"))
-    except (UnicodeDecodeError, ssl.SSLError) as exc:
-        raise ConfigError(f"{variable}: {path} holds no valid PEM certificate ({exc})") from None
-
-
-def _no_passphrase() -> bytes:
-    raise ValueError("encrypted private keys are not supported")
-
-
-def _check_pair(cert: Path, key: Path) -> None:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        context.load_cert_chain(cert, key, password=_no_passphrase)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise ConfigError(
-            f"LIMITER_TLS_CLIENT_KEY: {key} is not an unencrypted PEM private key matching "
-            f"the certificate in {cert} ({exc})"
-        ) from None
-
-
 def channel_credentials(settings: LimiterSettings) -> grpc.ChannelCredentials | None:
     """TLS credentials from ``settings``, ``None`` for a plaintext channel.
 
@@ -117,14 +87,14 @@ def channel_credentials(settings: LimiterSettings) -> grpc.ChannelCredentials | 
         return None
     root = None
     if settings.tls_ca is not None:
-        root = _read(settings.tls_ca, "LIMITER_TLS_CA")
-        _check_certificates(root, settings.tls_ca, "LIMITER_TLS_CA")
+        root = read_pem(settings.tls_ca, "LIMITER_TLS_CA")
+        check_certificates(root, settings.tls_ca, "LIMITER_TLS_CA")
     cert = key = None
     if settings.tls_client_cert is not None and settings.tls_client_key is not None:
-        cert = _read(settings.tls_client_cert, "LIMITER_TLS_CLIENT_CERT")
-        key = _read(settings.tls_client_key, "LIMITER_TLS_CLIENT_KEY")
-        _check_certificates(cert, settings.tls_client_cert, "LIMITER_TLS_CLIENT_CERT")
-        _check_pair(settings.tls_client_cert, settings.tls_client_key)
+        cert = read_pem(settings.tls_client_cert, "LIMITER_TLS_CLIENT_CERT")
+        key = read_pem(settings.tls_client_key, "LIMITER_TLS_CLIENT_KEY")
+        check_certificates(cert, settings.tls_client_cert, "LIMITER_TLS_CLIENT_CERT")
+        check_key_pair(settings.tls_client_cert, settings.tls_client_key, "LIMITER_TLS_CLIENT_KEY")
     return grpc.ssl_channel_credentials(
         root_certificates=root, private_key=key, certificate_chain=cert
     )
