@@ -269,39 +269,36 @@ class Limiter:
             except RequestError as exc:
                 exc.index = index
                 raise
-        counted = [hit for hit in hits if not hit.policy.unlimited]
-        if len(counted) < len(hits):
-            if not counted:  # nothing to ask the backend
-                return [_unlimited(hit.policy) for hit in hits]
-            decided = iter(await self._decide_hits(counted, time_remaining_s))
-            return [
-                _unlimited(hit.policy) if hit.policy.unlimited else next(decided) for hit in hits
-            ]
         return await self._decide_hits(hits, time_remaining_s)
 
     async def _decide_hits(self, hits: list[Hit], time_remaining_s: float | None) -> list[Decision]:
+        """Answer here what needs no backend (unlimited policies, the deny cache) and ask
+        the backend for the rest, in one round trip; answers in ``hits``' order."""
         cache = self.deny_cache
-        if cache is None or not hits:
-            return await self._ask_backend(hits, time_remaining_s)
-        now_us = cache.clock()
-        generation = cache.generation
-        answers: list[Decision | None] = []
-        misses: list[Hit] = []
-        for hit in hits:
-            answer = cache.answer(hit, now_us)
-            if answer is None:
-                misses.append(hit)
-            else:
-                self.metrics.deny_cached(answer.policy)
-            answers.append(answer)
+        now_us = cache.clock() if cache is not None else 0
+        generation = cache.generation if cache is not None else 0
+        local = [self._local_answer(hit, now_us) for hit in hits]
+        misses = [hit for hit, answer in zip(hits, local, strict=True) if answer is None]
         decided = await self._ask_backend(misses, time_remaining_s)
-        for hit, decision in zip(misses, decided, strict=True):
-            if decision.reason is Reason.OVER_LIMIT:
-                cache.store(hit, decision, now_us, generation)
+        if cache is not None:
+            for hit, decision in zip(misses, decided, strict=True):
+                if decision.reason is Reason.OVER_LIMIT:
+                    cache.store(hit, decision, now_us, generation)
         if len(misses) == len(hits):
             return decided
         backend_answers = iter(decided)
-        return [next(backend_answers) if a is None else a for a in answers]
+        return [next(backend_answers) if answer is None else answer for answer in local]
+
+    def _local_answer(self, hit: Hit, now_us: int) -> Decision | None:
+        """The answer for ``hit`` without the backend, if there is one."""
+        if hit.policy.unlimited:
+            return _unlimited(hit.policy)
+        if self.deny_cache is None:
+            return None
+        answer = self.deny_cache.answer(hit, now_us)
+        if answer is not None:
+            self.metrics.deny_cached(answer.policy)
+        return answer
 
     async def _ask_backend(self, hits: list[Hit], time_remaining_s: float | None) -> list[Decision]:
         if not hits:
