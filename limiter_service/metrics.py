@@ -287,7 +287,7 @@ class PrometheusMetrics:
         )
         reloads = Counter(
             "ratelimit_policy_reloads",
-            "Reloads of the policies file, by result (success, error).",
+            "Reloads of the policies file and the Envoy configuration, by result (success, error).",
             ("result",),
             registry=r,
         )
