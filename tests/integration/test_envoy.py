@@ -131,9 +131,6 @@ async def test_over_limit_with_the_rules_limit_and_epoch_aligned_reset(stack: St
         assert admin.pttl(key) > 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the all-or-nothing groups of branch atomic (merged next)"
-)
 async def test_two_descriptors_all_or_nothing(stack: Stack) -> None:
     user = unique()
     reply = await stack.client.should_rate_limit(
