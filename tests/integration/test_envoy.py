@@ -356,3 +356,31 @@ def test_check_config_accepts_envoy_files(tmp_path: Path) -> None:
     assert "bad.yaml: descriptors[0].rate_limit.burst: only algorithm token_bucket" in (
         refused.stderr
     )
+
+
+@pytest.mark.parametrize(("mode", "code"), [("open", Code.OK), ("closed", Code.OVER_LIMIT)])
+async def test_failure_mode_answers_when_redis_is_down(
+    processes: ProcessGroup, tmp_path: Path, mode: str, code: int
+) -> None:
+    config = tmp_path / "ratelimit.yaml"
+    config.write_text(CONFIG)
+    env = {
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nobody listens there
+        "LIMITER_ENVOY_CONFIG": str(config),
+        "LIMITER_FAILURE_MODE": mode,
+    }
+    node = start_limiter(processes, "limiter", free_port(), env, wait_serving=False)
+    client = EnvoyClient(node.address)
+    try:
+        reply = await client.should_rate_limit(
+            "edge", [descriptor(("user", unique())), descriptor(("nothing", "x"))]
+        )
+    finally:
+        await client.close()
+    assert reply.overall_code == code
+    assert [status.code for status in reply.statuses] == [code, Code.OK]
+    assert reply.statuses[0].current_limit.requests_per_unit == 5
+    with node.channel() as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        status = health.Check(health_pb2.HealthCheckRequest(service=proto.SERVICE_NAME), timeout=5)
+    assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
