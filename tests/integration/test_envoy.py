@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack import ProcessGroup, StandaloneRedis, free_port, wait_until
 from devstack.limiter import LimiterNode, start_limiter
 from limiter_service.envoy import proto
+from tests.integration.client import LimiterClient
 from tests.integration.envoy_client import Code, Descriptor, EnvoyClient, Unit, descriptor
 from tests.integration.test_bad_input import rich_details
 
@@ -289,17 +290,25 @@ async def _wait_limit(client: EnvoyClient, expected: int) -> None:
     raise AssertionError(f"the limiter never applied requests_per_unit {expected}")
 
 
-async def test_reload_on_file_change_and_sighup_refusing_a_broken_file(
+async def test_reload_on_file_change_and_sighup_refusing_a_broken_file_next_to_policies(
     processes: ProcessGroup, tmp_path: Path
 ) -> None:
     directory = tmp_path / "envoy"
     directory.mkdir()
     path = directory / "reload.yaml"
     _write(path, 5)
-    env = {"LIMITER_ENVOY_CONFIG": str(directory), "LIMITER_POLICIES_WATCH_MS": "100"}
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("policies:\n  default: {limit: 3, window: 1h}\n")
+    env = {
+        "LIMITER_ENVOY_CONFIG": str(directory),
+        "LIMITER_POLICIES": str(policies),
+        "LIMITER_POLICIES_WATCH_MS": "100",
+    }
     node = start_limiter(processes, "limiter", free_port(), env)
     client = EnvoyClient(node.address)
+    ours = LimiterClient(node.address)
     try:
+        assert (await ours.should_allow(unique(), dry_run=True)).limit == 3
         assert await _limit(client) == 5
         _write(path, 7)
         await _wait_limit(client, 7)
@@ -316,10 +325,18 @@ async def test_reload_on_file_change_and_sighup_refusing_a_broken_file(
         )
         assert await _limit(client) == 7
         _write(path, 9)
-        node.process.signal(signal.SIGHUP)
+        policies.write_text("policies:\n  default: {limit: 4, window: 1h}\n")
+        node.process.signal(signal.SIGHUP)  # reloads both sources
         await _wait_limit(client, 9)
+        for _ in range(200):  # a readiness wait: at most ~10 s
+            if (await ours.should_allow(unique(), dry_run=True)).limit == 4:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the policies were not reloaded")
     finally:
         await client.close()
+        await ours.close()
     log = node.process.log_tail(300)
     assert "reload.yaml: descriptors[0].rate_limit.unit: 'eon' is not one of" in log
 
