@@ -33,6 +33,8 @@ descriptors:
     rate_limit: {unit: hour, requests_per_unit: 9, name: any_path}
   - key: internal
     rate_limit: {unlimited: true, replaces: [{name: any_path}]}
+  - key: vip
+    rate_limit: {unit: hour, requests_per_unit: 50, replaces: [{name: any_path}]}
 """
 
 
@@ -102,6 +104,17 @@ async def test_unlimited_rules_replace_nothing_as_upstream(service: EnvoyRateLim
     path, internal = reply.statuses
     assert path.current_limit.name == "any_path" and path.limit_remaining == 8
     assert internal.limit_remaining == 2**32 - 1 and not internal.HasField("current_limit")
+    assert sample(service, domain="unit", key="unit.internal", outcome="unlimited") == 1
+
+
+async def test_replaces_drops_the_named_limit(service: EnvoyRateLimitService) -> None:
+    reply = await ask(service, descriptor(("path", "/")), descriptor(("vip", "yes")))
+    path, vip = reply.statuses
+    assert not path.HasField("current_limit") and path.code == Code.OK
+    assert vip.current_limit.requests_per_unit == 50
+    assert sample(service, domain="unit", key="unit.path", outcome="replaced") == 1
+    again = await ask(service, descriptor(("path", "/")))
+    assert again.statuses[0].limit_remaining == 8  # the replaced request counted nothing
 
 
 async def test_override_applies_in_a_known_domain_even_without_a_rule(
