@@ -408,3 +408,26 @@ async def test_should_allow_batch_all_or_nothing(grpc_client: LimiterClient) -> 
         (True, R.REASON_SHADOW_OVER_LIMIT),
     ]
     assert admitted[0].remaining == 4
+
+
+async def test_a_group_survives_an_empty_script_cache(stack: Stack) -> None:
+    if stack.kind == "memory":
+        pytest.skip("no script cache")
+    a, b, full = fresh("fw:"), fresh("tb:"), fresh("sw:")
+    await stack.limiter.decide([Request(full, cost=10)])
+    keys = [stack.limiter.counter_for(Request(k))[1] for k in (a, b, full)]
+    for storage_key in keys:
+        with stack.client(storage_key) as client:  # type: ignore[misc]
+            client.script_flush()
+    denied = await stack.group(Request(a), Request(b), Request(full))
+    assert [d.reason for d in denied] == [
+        Reason.NOT_ALL_ALLOWED,
+        Reason.NOT_ALL_ALLOWED,
+        Reason.OVER_LIMIT,
+    ]
+    for storage_key in keys:
+        with stack.client(storage_key) as client:  # type: ignore[misc]
+            client.script_flush()
+    admitted = await stack.group(Request(a), Request(b))
+    assert [d.reason for d in admitted] == [Reason.WITHIN_LIMIT] * 2
+    assert (await stack.left(a), await stack.left(b)) == (9, 9)
