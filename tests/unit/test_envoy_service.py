@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from limiter_service.backends.memory import MemoryBackend
+from limiter_service.deny_cache import DenyCache
 from limiter_service.envoy import proto
 from limiter_service.envoy.config import load_envoy_config
 from limiter_service.envoy.service import EnvoyRateLimitService
@@ -133,3 +134,24 @@ def test_invalid_requests_name_the_field(service: EnvoyRateLimitService) -> None
     with pytest.raises(InvalidRequest) as caught:
         service.plan(request("", [descriptor(("ip", "1"))]))
     assert caught.value.field == "domain"
+
+
+async def test_deny_cache_answers_keep_the_request_all_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "ratelimit.yaml"
+    path.write_text(CONFIG)
+    metrics = PrometheusMetrics()
+    limiter = Limiter(
+        default_policies(10, 60), MemoryBackend(), metrics=metrics, deny_cache=DenyCache(100)
+    )
+    service = EnvoyRateLimitService(limiter, load_envoy_config(path))
+    for _ in range(3):  # the first denial is Redis's, the next ones the deny cache's
+        refused = await ask(service, descriptor(("ip", "7")), descriptor(("banned", "x")))
+        assert [s.code for s in refused.statuses] == [Code.OK, Code.OVER_LIMIT]
+    assert value_of(metrics, "ratelimit_deny_cache_answers_total", policy="unit.banned") >= 1
+    alone = await ask(service, descriptor(("ip", "7")))
+    assert alone.statuses[0].limit_remaining == 1
+
+
+def value_of(metrics: PrometheusMetrics, name: str, **labels: str) -> float:
+    found = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found
