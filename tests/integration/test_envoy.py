@@ -401,3 +401,41 @@ async def test_failure_mode_answers_when_redis_is_down(
         health = health_pb2_grpc.HealthStub(channel)
         status = health.Check(health_pb2.HealthCheckRequest(service=proto.SERVICE_NAME), timeout=5)
     assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_on_redis_cluster_counters_stay_in_their_slot_and_refusals_consume_nothing(
+    processes: ProcessGroup, tmp_path: Path
+) -> None:
+    from devstack.redis_cluster import RedisCluster, key_slot
+
+    config = tmp_path / "ratelimit.yaml"
+    config.write_text(CONFIG)
+    with RedisCluster(tmp_path / "cluster", node_timeout_ms=1000) as cluster:
+        env = {
+            "REDIS_CLUSTER_NODES": cluster.nodes_env(),
+            "REDIS_PASSWORD": cluster.password,
+            "LIMITER_ENVOY_CONFIG": str(config),
+            "LIMITER_DENY_CACHE_SIZE": "0",
+        }
+        node = start_limiter(processes, "limiter", free_port(), env)
+        client = EnvoyClient(node.address)
+        owners = cluster.slot_owners()
+        try:
+            # Users until two of them are counted on different primaries.
+            users: dict[object, str] = {}
+            while len(users) < 2:
+                user = unique()
+                users.setdefault(owners[key_slot(f"{{envoy/edge|user={user}}}")], user)
+            first, second = users.values()
+            both = [descriptor(("user", first)), descriptor(("user", second))]
+            refused = await client.should_rate_limit("edge", [*both, descriptor(("banned", "x"))])
+            assert refused.overall_code == Code.OVER_LIMIT
+            accepted = await client.should_rate_limit("edge", both)
+        finally:
+            await client.close()
+        assert [status.limit_remaining for status in accepted.statuses] == [4, 4]
+        for user in (first, second):
+            owner = owners[key_slot(f"{{envoy/edge|user={user}}}")]
+            with cluster.client(owner) as primary:
+                (key,) = primary.keys(f"*user={user}*")
+                assert primary.hget(key, "n") == "1"  # only the accepted request counted
