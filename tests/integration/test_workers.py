@@ -24,10 +24,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from devstack import ProcessGroup, StandaloneRedis, free_port, wait_until
-from devstack.limiter import LimiterNode, start_limiter
+from devstack.limiter import SERVING, LimiterNode, start_limiter
 from devstack.scrape import Samples
 from limiter_service.workers import CRASH_LIMIT
 from ratelimit_client import proto
+from tests.certificates import CertificateAuthority, peer_certificate, requires_openssl, serial_of
 
 pytestmark = pytest.mark.integration
 
@@ -315,3 +316,43 @@ def test_the_metrics_directory_is_removed_at_exit(
     assert any(made.glob("*.db"))
     assert node.process.terminate() == 0
     assert list(tmp.iterdir()) == []
+
+
+@requires_openssl
+def test_sighup_reloads_the_certificate_in_every_worker(
+    processes: ProcessGroup, redis_server: StandaloneRedis, tmp_path: Path
+) -> None:
+    ca = CertificateAuthority(tmp_path / "pki", "ca")
+    cert, key = tmp_path / "limiter.pem", tmp_path / "limiter.key"
+    first, renewed = ca.issue("limiter-1"), ca.issue("limiter-2")
+    cert.write_bytes(first.cert.read_bytes())
+    key.write_bytes(first.key.read_bytes())
+    env = workers_env(redis_server, LIMITER_TLS_CERT=str(cert), LIMITER_TLS_KEY=str(key))
+    credentials = grpc.ssl_channel_credentials(ca.cert.read_bytes())
+    node = start_limiter(
+        processes, "limiter", free_port(), env, credentials=credentials, server_name="localhost"
+    )
+    pids = wait_workers(node)
+    assert serial_of(peer_certificate(node.host, node.port, ca.cert)) == first.serial
+    for source, target in ((renewed.cert, cert), (renewed.key, key)):
+        staged = target.with_suffix(".new")
+        staged.write_bytes(source.read_bytes())
+        os.replace(staged, target)
+    node.process.signal(signal.SIGHUP)
+    wait_until(
+        lambda: (
+            True
+            if all(
+                f"pid {pid}] TLS certificates reloaded" in node.process.log_tail(200)
+                for pid in pids
+            )
+            else None
+        ),
+        timeout=TIMEOUT_S,
+        waiting_for="both workers to reload their certificate",
+        watch=(node.process,),
+    )
+    # New connections land on either worker: every one gets the renewed certificate.
+    serials = {serial_of(peer_certificate(node.host, node.port, ca.cert)) for _ in range(16)}
+    assert serials == {renewed.serial}
+    assert node.health() == SERVING
