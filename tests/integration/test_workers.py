@@ -148,6 +148,9 @@ def test_every_worker_answers_health_reflection_and_decisions(node: LimiterNode)
 
 def test_a_killed_worker_is_started_again_and_service_goes_on(node: LimiterNode) -> None:
     pids = wait_workers(node)
+    wait_rpcs(node, rpcs_by_worker(node.metrics()), answer_on_fresh_connections(node))
+    decided = node.metrics().total("ratelimit_decisions_total")
+    assert decided >= CONNECTIONS
     victim = min(pids)
     os.kill(victim, signal.SIGKILL)
     new = wait_workers(node, without={victim})
@@ -157,7 +160,10 @@ def test_a_killed_worker_is_started_again_and_service_goes_on(node: LimiterNode)
     assert victim not in before
     growth = wait_rpcs(node, before, answer_on_fresh_connections(node))
     assert set(growth) == new
-    assert node.metrics().get("ratelimit_worker_restarts_total") == 1
+    samples = node.metrics()
+    assert samples.get("ratelimit_worker_restarts_total") == 1
+    # What the killed worker had counted still counts.
+    assert samples.total("ratelimit_decisions_total") == decided + CONNECTIONS
 
 
 def test_sigterm_drains_every_worker_and_exits_0(node: LimiterNode) -> None:
