@@ -165,6 +165,10 @@ class _Supervisor:
             process = subprocess.Popen(
                 [sys.executable, "-m", "limiter_service"], env=env, stdin=subprocess.DEVNULL
             )
+        except OSError as exc:
+            log.error("cannot start worker %d (%s); stopping", index, exc)
+            self._stop(1)
+            return
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
         self._workers[index] = process
@@ -249,7 +253,8 @@ class _Supervisor:
         selector.register(wake_read, selectors.EVENT_READ)
         try:
             for index in range(self._count):
-                self._start(index)
+                if self._stopping_since is None:
+                    self._start(index)
             log.info(
                 json.dumps(
                     {
