@@ -362,3 +362,20 @@ def test_sighup_reloads_the_certificate_in_every_worker(
     serials = {serial_of(peer_certificate(node.host, node.port, ca.cert)) for _ in range(16)}
     assert serials == {renewed.serial}
     assert node.health() == SERVING
+
+
+def test_a_taken_metrics_port_stops_start_up_before_any_worker(
+    redis_server: StandaloneRedis, tmp_path: Path
+) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        metrics = f"127.0.0.1:{other.getsockname()[1]}"
+        tmp = tmp_path / "tmp"
+        result = run_service(
+            {"REDIS_URL": redis_server.url, "LIMITER_METRICS_LISTEN": metrics}, tmp
+        )
+    assert result.returncode == 2
+    assert f"LIMITER_METRICS_LISTEN: cannot listen on {metrics}" in result.stderr
+    assert "worker 0 started" not in result.stderr
+    assert list(tmp.iterdir()) == []
