@@ -1,4 +1,6 @@
-"""Closed-loop gRPC load through the generated stub: ``concurrency`` calls always in flight.
+"""Closed-loop gRPC load through the generated stub: ``concurrency`` calls always in flight,
+spread over ``connections`` TCP connections (several let the kernel hand them to several
+limiter workers sharing the port).
 
 ``run_load`` warms up for ``warmup_s`` seconds, then measures for ``duration_s`` seconds, in
 the calling process (whose CPU is the ``bench`` role of the window). Every call has a
@@ -103,15 +105,23 @@ def _count_reasons(method: Method, reply: Any, reasons: Counter[int]) -> None:
         reasons.update(item.reason for item in reply.responses)
 
 
-async def _drive(target: str, method: Method, options: BenchOptions, cpu: CpuWindow) -> Tally:
+async def _drive(
+    target: str, method: Method, options: BenchOptions, cpu: CpuWindow, connections: int
+) -> Tally:
     batched = method is Method.SHOULD_ALLOW_BATCH
     concurrency = options.batch_concurrency if batched else options.concurrency
     tally = Tally(window_s=options.duration_s, batch_size=options.batch_size if batched else 1)
     requests = _requests(method, options.keys, tally.batch_size)
     codes: Counter[int] = Counter()
-    async with grpc.aio.insecure_channel(target) as channel:
-        call = getattr(proto.RateLimiterStub(channel), method.value)
-        await asyncio.wait_for(channel.channel_ready(), _CONNECT_TIMEOUT_S)
+    # A subchannel pool of its own per channel: each one is a connection of its own.
+    options_per_channel = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [
+        grpc.aio.insecure_channel(target, options=options_per_channel) for _ in range(connections)
+    ]
+    try:
+        calls = [getattr(proto.RateLimiterStub(channel), method.value) for channel in channels]
+        for channel in channels:
+            await asyncio.wait_for(channel.channel_ready(), _CONNECT_TIMEOUT_S)
         loop = asyncio.get_running_loop()
         measure_from = loop.time() + options.warmup_s
         measure_to = measure_from + options.duration_s
@@ -120,6 +130,7 @@ async def _drive(target: str, method: Method, options: BenchOptions, cpu: CpuWin
         closing = loop.call_at(measure_to, lambda: closed.append(cpu.close()))
 
         async def worker(index: int) -> None:
+            call = calls[index % connections]
             while (started := loop.time()) < measure_to:
                 request = requests[index % len(requests)]
                 index += concurrency
@@ -137,14 +148,20 @@ async def _drive(target: str, method: Method, options: BenchOptions, cpu: CpuWin
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         closing.cancel()
         tally.cpu_s = (closed or [cpu.close()])[0][1]
+    finally:
+        for channel in channels:
+            await channel.close()
     tally.calls = len(tally.latencies_us)
     tally.reasons.update({proto.Reason.Name(code): n for code, n in codes.items()})
     return tally
 
 
-def run_load(target: str, method: Method, options: BenchOptions, cpu: CpuWindow) -> Tally:
+def run_load(
+    target: str, method: Method, options: BenchOptions, cpu: CpuWindow, connections: int = 1
+) -> Tally:
     """Drive ``target`` with ``method`` as ``options`` say: ``concurrency`` single calls or
     ``batch_concurrency`` batches of ``batch_size``, over ``keys`` keys, each call with a
-    ``call_timeout_s`` deadline. ``cpu`` is opened and closed at the measured window's
-    edges. Raises ``TimeoutError`` when the target takes no connection within 10 s."""
-    return asyncio.run(_drive(target, method, options, cpu))
+    ``call_timeout_s`` deadline, on ``connections`` connections (calls spread evenly).
+    ``cpu`` is opened and closed at the measured window's edges. Raises ``TimeoutError``
+    when the target takes no connection within 10 s."""
+    return asyncio.run(_drive(target, method, options, cpu, connections))

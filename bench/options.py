@@ -1,6 +1,6 @@
 """Options of ``python -m bench``: the gRPC / Redis part and the end-to-end part (``--edge-*``).
 
-Defaults keep the gRPC part under two minutes on two cores: each of the seven gRPC scenarios
+Defaults keep the gRPC part under three minutes on two cores: each of the nine gRPC scenarios
 measures ``--duration`` seconds after ``--warmup`` seconds, ``--rounds`` times (the fastest
 round is reported), and each of the two ``redis-benchmark`` scenarios runs ``--rounds``
 times for about ``--duration`` seconds. The end-to-end part (``bench.edge``) then runs its

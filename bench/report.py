@@ -7,6 +7,8 @@ of the baseline's throughput); ``None`` when there is no such baseline or the ro
 On a shared machine the rates move with other load; CPU per decision does not, hence
 ``cpu_vs_echo``: the echo server's CPU per decision over this server's. ``metrics_cost``
 is what the limiter's metrics cost per decision (``bench.metrics_cost``).
+``workers_scaling`` sets the rows of one limiter run with several ``LIMITER_WORKERS`` side
+by side: each one's decisions per second over the one-worker row's.
 """
 
 from __future__ import annotations
@@ -164,6 +166,29 @@ class BenchReport:
             )
         return notes
 
+    def workers_scaling(self) -> dict[str, Any]:
+        """Rows measured with ``raw["workers"]`` set: per worker count, decisions/s, the
+        ratio to one worker, server CPU per decision, and the cores the load generator
+        and others used meanwhile (the load generator shares the machine); empty when no
+        such rows ran."""
+        rows = {row.raw["workers"]: row for row in self.scenarios if "workers" in row.raw}
+        one = rows.get(1)
+        return {
+            str(workers): {
+                "decisions_per_s": row.decisions_per_s,
+                "vs_one_worker": _ratio(row.decisions_per_s, one.decisions_per_s)
+                if one is not None
+                else None,
+                "server_cpu_us": row.server_cpu_us,
+                "loadgen_cores": None
+                if row.loadgen_cpu_us is None
+                else round(row.loadgen_cpu_us * row.decisions_per_s / 1e6, 2),
+                "others_cores": row.others_cores,
+                "rpcs_by_worker": row.raw.get("rpcs_by_worker", []),
+            }
+            for workers, row in sorted(rows.items())
+        }
+
     def grid(self) -> Grid:
         return [_HEADER.split("|"), *(row.cells() for row in self.scenarios)]
 
@@ -195,6 +220,13 @@ class BenchReport:
             f"{cost['server_cpu_us_without_metrics']} us"
             for method, cost in self.metrics_cost.items()
         ]
+        notes += [
+            f"  {workers} worker(s): {figures['decisions_per_s']:,.0f} decisions/s = "
+            f"{figures['vs_one_worker']} x one worker's; server CPU "
+            f"{figures['server_cpu_us']} us per decision; the load generator kept "
+            f"{figures['loadgen_cores']} cores busy"
+            for workers, figures in self.workers_scaling().items()
+        ]
         footnote = (
             f"\n{m['cpu_count']} cores, concurrency {s['concurrency']} (batches: "
             f"{s['batch_concurrency']}), best of {s['rounds']} x {s['duration_s']} s per "
@@ -214,6 +246,7 @@ class BenchReport:
             "settings": self.settings,
             "scenarios": rows,
             "metrics_cost": self.metrics_cost,
+            "workers_scaling": self.workers_scaling(),
             "edge": edge,
         }
 

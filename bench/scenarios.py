@@ -9,7 +9,10 @@ Scenarios run one at a time, only the server under test running next to one
 3. the limiter on Redis, ``ShouldAllow`` and ``ShouldAllowBatch`` (the subject), with its
    metrics on (the default), then again with ``LIMITER_METRICS_LISTEN=`` (nothing
    recorded: what metrics cost, ``bench.metrics_cost``);
-4. ``redis-benchmark`` on the fixed-window script, 1 and ``batch_size`` keys per call
+4. the limiter on Redis with ``LIMITER_WORKERS`` 1 and then 2, ``ShouldAllow`` over
+   ``concurrency`` connections (one call in flight on each, so the kernel spreads them
+   over the workers; the row's ``raw.rpcs_by_worker`` says how it did);
+5. ``redis-benchmark`` on the fixed-window script, 1 and ``batch_size`` keys per call
    (baseline B: Redis alone).
 
 Each runs ``rounds`` times and reports its fastest round, since other processes on a
@@ -28,7 +31,7 @@ from typing import Any
 
 import redis
 
-from bench.cpu import BENCH, OTHERS, CpuWindow, cores, us_per
+from bench.cpu import BENCH, OTHERS, CpuWindow, cores, us_per, with_descendants
 from bench.loadgen import Method, Tally, run_load
 from bench.options import POLICY, BenchOptions
 from bench.redis_baseline import REDIS, evalsha_calls, run_redis_benchmark
@@ -40,16 +43,23 @@ from devstack import (
     free_port,
     start_redis,
     wait_for_tcp,
+    wait_until,
 )
-from devstack.limiter import start_limiter
+from devstack.limiter import LimiterNode, start_limiter
 
-__all__ = ["METRICS_OFF", "METRICS_ON", "run_grpc"]
+__all__ = ["METRICS_OFF", "METRICS_ON", "WORKER_COUNTS", "run_grpc", "workers_label"]
 
 SERVER = "server"
 METRICS_ON = "limiter/redis"
 METRICS_OFF = "limiter/redis, metrics off"
 _HOST = "127.0.0.1"
 _READY_TIMEOUT_S = 20.0
+WORKER_COUNTS = (1, 2)
+
+
+def workers_label(workers: int) -> str:
+    """The label of the rows measuring ``LIMITER_WORKERS=workers``."""
+    return f"limiter/redis, {workers} worker{'s' if workers > 1 else ''}"
 
 
 def _policies(options: BenchOptions) -> str:
@@ -72,7 +82,14 @@ def _limiter_env(options: BenchOptions, policies: Path) -> dict[str, str]:
 class _Scenarios:
     """Measures servers with one set of options, next to one Redis; rows in ``rows``."""
 
-    def __init__(self, options: BenchOptions, server: StandaloneRedis, client: redis.Redis) -> None:
+    def __init__(
+        self,
+        options: BenchOptions,
+        server: StandaloneRedis,
+        client: redis.Redis,
+        group: ProcessGroup,
+    ) -> None:
+        self._group = group
         self.options = options
         self.redis = server
         self.client = client
@@ -87,20 +104,30 @@ class _Scenarios:
         methods: tuple[Method, ...],
         *,
         uses_redis: bool = False,
+        connections: int = 1,
     ) -> None:
-        """Measure ``methods`` on the server, then stop it. With ``uses_redis`` the rows
-        also get Redis's CPU per decision and its EVALSHA counts."""
+        """Measure ``methods`` on the server (its CPU: the process and its children, the
+        workers), then stop it. With ``uses_redis`` the rows also get Redis's CPU per
+        decision and its EVALSHA counts."""
+        pids = with_descendants(process.pid)
         for method in methods:
-            self.rows.append(self._grpc(process.pid, target, kind, label, method, uses_redis))
+            self.rows.append(self._grpc(pids, target, kind, label, method, uses_redis, connections))
         process.terminate()
 
     def _grpc(
-        self, pid: int, target: str, kind: Kind, label: str, method: Method, uses_redis: bool
+        self,
+        pids: list[int],
+        target: str,
+        kind: Kind,
+        label: str,
+        method: Method,
+        uses_redis: bool,
+        connections: int,
     ) -> ScenarioResult:
-        roles = {SERVER: [pid], REDIS: [self.redis.process.pid]}
+        roles = {SERVER: pids, REDIS: [self.redis.process.pid]}
         self.client.config_resetstat()
         tallies = [
-            run_load(target, method, self.options, CpuWindow(roles))
+            run_load(target, method, self.options, CpuWindow(roles), connections)
             for _ in range(self.options.rounds)
         ]
         best = max(tallies, key=lambda tally: tally.decisions)
@@ -109,7 +136,12 @@ class _Scenarios:
         for tally in tallies:
             errors.update(tally.errors)
             reasons.update(tally.reasons)
-        raw = {**best.to_json(), "rounds": [_round(tally) for tally in tallies]}
+        raw = {
+            **best.to_json(),
+            "rounds": [_round(tally) for tally in tallies],
+            "connections": connections,
+            "server_processes": len(pids),
+        }
         if uses_redis:
             raw.update(self._redis_counts(sum(t.all_calls for t in tallies) * best.batch_size))
         cpu, window = best.cpu_s, best.window_s
@@ -131,6 +163,28 @@ class _Scenarios:
             raw=raw,
         )
 
+    def workers(self, env: dict[str, str], workers: int) -> None:
+        """``ShouldAllow`` on a limiter of ``workers`` workers, over ``concurrency``
+        connections; the row's raw numbers get each worker's share of the RPCs."""
+        workers_env = {**env, "LIMITER_BACKEND": "redis", "REDIS_URL": self.redis.url}
+        workers_env["LIMITER_WORKERS"] = str(workers)
+        name = f"limiter-{workers}-workers"
+        node = start_limiter(self._group, name, free_port(_HOST), workers_env, host=_HOST)
+        _wait_workers(node, workers)
+        connections = self.options.concurrency
+        label = workers_label(workers)
+        process, single = node.process, Method.SHOULD_ALLOW
+        pids = with_descendants(process.pid)
+        row = self._grpc(pids, node.address, Kind.LIMITER, label, single, True, connections)
+        samples = node.metrics()
+        row.raw["workers"] = workers
+        row.raw["rpcs_by_worker"] = sorted(
+            (samples.get("ratelimit_worker_rpcs", **labels) or 0.0)
+            for labels in samples.labels("ratelimit_worker_rpcs")
+        )
+        self.rows.append(row)
+        process.terminate()
+
     def _redis_counts(self, all_decisions: int) -> dict[str, Any]:
         evalsha = evalsha_calls(self.client)
         stats: dict[str, Any] = self.client.info("stats")
@@ -141,6 +195,19 @@ class _Scenarios:
             # attempts the limiter gave up on.
             "redis_connections_opened": int(stats["total_connections_received"]),
         }
+
+
+def _wait_workers(node: LimiterNode, workers: int) -> None:
+    """Wait until every worker has published its numbers (the parent lists it)."""
+    if workers == 1:
+        return
+    wait_until(
+        lambda: True if len(node.metrics().labels("ratelimit_worker_rpcs")) == workers else None,
+        timeout=_READY_TIMEOUT_S,
+        waiting_for=f"{workers} workers of {node.process.name}",
+        retry_on=(OSError,),
+        watch=(node.process,),
+    )
 
 
 def _round(tally: Tally) -> dict[str, Any]:
@@ -171,7 +238,7 @@ def run_grpc(
         server = start_redis(group, workdir=workdir / "redis", timeout=_READY_TIMEOUT_S)
         with server.client(decode_responses=True) as client:
             machine["redis_server"] = str(client.info("server").get("redis_version", "?"))
-            run = _Scenarios(options, server, client)
+            run = _Scenarios(options, server, client, group)
             port = free_port(_HOST)
             argv = [sys.executable, "-m", "bench.echo_server"]
             echo = group.start("echo", argv, {"LIMITER_LISTEN": f"{_HOST}:{port}"})
@@ -197,6 +264,8 @@ def run_grpc(
                     methods,
                     uses_redis=redis_backed,
                 )
+            for workers in WORKER_COUNTS:
+                run.workers(env, workers)
             for batch_size in (1, options.batch_size):
                 run.rows.append(run_redis_benchmark(server, options, batch_size))
     settings = dataclasses.asdict(options)

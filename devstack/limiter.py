@@ -3,7 +3,8 @@
 A limiter started with TLS (``LIMITER_TLS_CERT`` / ``LIMITER_TLS_KEY`` in its env) serves
 only TLS, so its node carries the channel credentials our own probes connect with. Its
 metrics are served on a free port of its own (never the default 9090, which many limiters
-on one machine cannot share) unless ``LIMITER_METRICS_LISTEN`` says otherwise.
+on one machine cannot share) unless ``LIMITER_METRICS_LISTEN`` says otherwise. It runs one
+worker (the PID started is the one serving) unless ``LIMITER_WORKERS`` says otherwise.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def start_limiter(
     needs ``credentials`` that it accepts (a client certificate too under mutual TLS) for
     the readiness check and ``LimiterNode.channel()``, and ``server_name`` when its
     certificate does not name ``host``. Metrics are served on a free port of ``host``
-    unless ``env`` sets ``LIMITER_METRICS_LISTEN`` (empty: off).
+    unless ``env`` sets ``LIMITER_METRICS_LISTEN`` (empty: off), and ``LIMITER_WORKERS``
+    is 1 unless ``env`` sets it.
     """
     metrics = env.get("LIMITER_METRICS_LISTEN")
     if metrics is None:
@@ -91,7 +93,12 @@ def start_limiter(
     process = group.start(
         name,
         [sys.executable, "-m", "limiter_service"],
-        env={"LIMITER_LISTEN": f"{host}:{port}", "LIMITER_METRICS_LISTEN": metrics, **env},
+        env={
+            "LIMITER_LISTEN": f"{host}:{port}",
+            "LIMITER_METRICS_LISTEN": metrics,
+            "LIMITER_WORKERS": "1",
+            **env,
+        },
     )
     node = LimiterNode(process, host, port, credentials, server_name, metrics or None)
     if wait:

@@ -61,7 +61,8 @@ class StackConfig:
     detection time, ``startup_timeout`` bounds each wait for a service to come up, in
     seconds. ``limiter_metrics_ports`` are where the limiters serve ``/metrics``;
     Prometheus listens on ``prometheus_port`` and scrapes every ``scrape_interval`` (a
-    Prometheus duration).
+    Prometheus duration). ``limiter_workers`` is each limiter's ``LIMITER_WORKERS`` (one
+    by default, as compose runs them).
     """
 
     host: str = "127.0.0.1"
@@ -81,6 +82,7 @@ class StackConfig:
     api_deny_cache_size: int = 1_000
     down_after_ms: int = 1000
     nginx_workers: str = "auto"
+    limiter_workers: int = 1
     startup_timeout: float = 60.0
 
     def __post_init__(self) -> None:
@@ -156,6 +158,7 @@ def limiter_env(
         "LIMITER_FAILURE_MODE": config.failure_mode,
         "LIMITER_DECISION_TIMEOUT_MS": str(config.decision_timeout_ms),
         "LIMITER_DENY_CACHE_SIZE": str(config.limiter_deny_cache_size),
+        "LIMITER_WORKERS": str(config.limiter_workers),
     }
 
 

@@ -71,6 +71,7 @@ __all__ = [
     "MetricsEndpoint",
     "NoMetrics",
     "PrometheusMetrics",
+    "serve_registry",
 ]
 
 DEFAULT_NEAR_LIMIT_RATIO = 0.2
@@ -249,9 +250,13 @@ class PrometheusMetrics:
         self._ratio = near_limit_ratio
         r = self.registry
         self._by_policy: dict[str, _PolicyCounts] = {}
-        r.register(_DecisionCollector(self._by_policy, near_limit_ratio))
+        self.rpcs = 0
+        """RPCs recorded so far (``rpc``)."""
+        decisions = _DecisionCollector(self._by_policy, near_limit_ratio)
+        r.register(decisions)
         self._envoy: dict[tuple[str, str, str], int] = {}
-        r.register(_EnvoyCollector(self._envoy))
+        envoy = _EnvoyCollector(self._envoy)
+        r.register(envoy)
         fallbacks = Counter(
             "ratelimit_failure_mode_answers",
             "Decisions answered by the failure mode, by cause (timeout, unavailable, "
@@ -285,6 +290,7 @@ class PrometheusMetrics:
             "ratelimit_backend_up",
             "1 when the latest health probe's decision on the backend succeeded, else 0.",
             registry=r,
+            multiprocess_mode="livemin",  # several workers: 0 if any one's probe failed
         )
         reloads = Counter(
             "ratelimit_policy_reloads",
@@ -295,6 +301,9 @@ class PrometheusMetrics:
         self._reloads = {result: reloads.labels(result) for result in RELOAD_RESULTS}
         self._state = _StateCollector()
         r.register(self._state)
+        self.scrape_time_collectors: tuple[Collector, ...] = (decisions, envoy, self._state)
+        """What is counted in plain integers and read at scrape time (a worker copies
+        it into multiprocess files: ``limiter_service.worker_metrics``)."""
         ProcessCollector(registry=r)
         self._by_rpc: dict[tuple[str, str], Histogram] = {}
 
@@ -323,6 +332,7 @@ class PrometheusMetrics:
             counts[row] = counts.get(row, 0) + 1
 
     def rpc(self, method: str, code: str, seconds: float) -> None:
+        self.rpcs += 1
         child = self._by_rpc.get((method, code))
         if child is None:
             child = self._by_rpc[method, code] = self._rpc_seconds.labels(method, code)
@@ -358,8 +368,14 @@ class PrometheusMetrics:
     def serve(self, host: str, port: int) -> MetricsEndpoint:
         """Serve ``/metrics`` on ``host:port`` from a daemon thread; raises ``OSError``
         when the address cannot be bound."""
-        server, thread = start_http_server(port, host, registry=self.registry)
-        return MetricsEndpoint(server, thread)
+        return serve_registry(self.registry, host, port)
+
+
+def serve_registry(registry: CollectorRegistry, host: str, port: int) -> MetricsEndpoint:
+    """Serve ``registry`` at ``/metrics`` on ``host:port`` from a daemon thread; raises
+    ``OSError`` when the address cannot be bound."""
+    server, thread = start_http_server(port, host, registry=registry)
+    return MetricsEndpoint(server, thread)
 
 
 class _DecisionCollector(Collector):

@@ -2,7 +2,9 @@
 
 ``limiter-service`` / ``python -m limiter_service``. Exit codes: 0 after SIGTERM/SIGINT
 (in-flight RPCs finish within ``LIMITER_SHUTDOWN_GRACE_S``), 2 for invalid configuration
-(the message names the env var, or the policies file, policy and field).
+(the message names the env var, or the policies file, policy and field). With
+``LIMITER_WORKERS`` > 1 this process supervises that many servers instead
+(``limiter_service.workers``), each of them running ``serve`` as a worker.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -41,6 +44,8 @@ from limiter_service.reflection import enable_reflection
 from limiter_service.reload import FileReloader, PolicyReloader
 from limiter_service.settings import BackendKind, Settings, load_settings
 from limiter_service.tls import reload_handler, server_tls
+from limiter_service.worker_metrics import WorkerPublisher
+from limiter_service.workers import WorkerRole, die_with_parent, supervise, worker_role
 from ratelimit_client import proto
 
 log = logging.getLogger("limiter_service")
@@ -180,10 +185,12 @@ def build_limiter(settings: Settings, metrics: Metrics = NO_METRICS) -> Limiter:
     return limiter
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, worker: WorkerRole | None = None) -> None:
     """Run until SIGTERM/SIGINT, then drain in-flight RPCs and return; on SIGHUP, reload
     the TLS certificates (``limiter_service.tls``), the policies file and the Envoy
-    configuration (``limiter_service.reload``, which also watches them)."""
+    configuration (``limiter_service.reload``, which also watches them). A ``worker``
+    shares its port (``SO_REUSEPORT``) and leaves ``/metrics`` to its parent, publishing
+    to it (``limiter_service.worker_metrics``)."""
     tls = server_tls(settings)
     metrics = build_metrics(settings)
     envoy_config = build_envoy_config(settings)
@@ -216,7 +223,7 @@ async def serve(settings: Settings) -> None:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 0 if worker is None else 1),
             *connection_options(settings),
         ]
     )
@@ -238,7 +245,12 @@ async def serve(settings: Settings) -> None:
         raise ConfigError(
             f"LIMITER_LISTEN: cannot listen on {settings.listen} (in use, or not an address)"
         ) from None
-    metrics_endpoint = serve_metrics(settings, metrics)
+    metrics_endpoint = publisher = None
+    if worker is None:
+        metrics_endpoint = serve_metrics(settings, metrics)
+    elif isinstance(metrics, PrometheusMetrics):
+        publisher = WorkerPublisher(metrics)
+        publisher.start()
     await health.check_once()
     health.start()
     trimmer = MemoryTrimmer(settings.memory_trim_interval_s)
@@ -267,6 +279,7 @@ async def serve(settings: Settings) -> None:
                 "metrics": settings.metrics_listen or "off",
                 "deny_cache_size": settings.deny_cache_size,
                 "envoy_domains": list(envoy.config.domains) if envoy is not None else None,
+                **({} if worker is None else {"worker": worker.index, "pid": os.getpid()}),
             }
         )
     )
@@ -282,6 +295,8 @@ async def serve(settings: Settings) -> None:
             reloader.reload("SIGHUP")
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    # A worker starts with SIGHUP blocked (workers.py); from here on it is handled.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     for reloader in reloaders:
         reloader.start()
     await stop.wait()
@@ -294,6 +309,8 @@ async def serve(settings: Settings) -> None:
     await limiter.close()
     if metrics_endpoint is not None:
         metrics_endpoint.close()
+    if publisher is not None:
+        await publisher.stop()
     log.info("stopped")
 
 
@@ -344,15 +361,22 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    role = worker_role()
+    if role is not None:
+        die_with_parent(role)
+    tag = "" if role is None else f" [worker {role.index} pid {os.getpid()}]"
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s{tag} %(message)s",
         stream=sys.stderr,
     )
     try:
         settings = load_settings()
         logging.getLogger().setLevel(settings.log_level)
-        asyncio.run(serve(settings))
+        workers = settings.resolved_workers()
+        if role is None and workers > 1:
+            return supervise(settings, workers)
+        asyncio.run(serve(settings, role))
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return 2

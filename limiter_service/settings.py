@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -137,6 +138,10 @@ class Settings(BaseSettings):
         validation_alias=_env("LIMITER_DENY_CACHE_SIZE"),
     )
 
+    # Server processes on the one port (workers.py); unset: one per CPU available to the
+    # process, except for the memory backend (one).
+    workers: int | None = Field(None, ge=1, le=256, validation_alias=_env("LIMITER_WORKERS"))
+
     @field_validator("sentinel_hosts", "redis_cluster_nodes", mode="before")
     @classmethod
     def _parse_hosts(cls, value: object) -> object:
@@ -150,7 +155,9 @@ class Settings(BaseSettings):
             hosts.append((host.strip("[]"), int(port)))
         return hosts
 
-    @field_validator("tls_cert", "tls_key", "tls_client_ca", "envoy_config", mode="before")
+    @field_validator(
+        "tls_cert", "tls_key", "tls_client_ca", "envoy_config", "workers", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -211,6 +218,15 @@ class Settings(BaseSettings):
         lease_ms = self.master_lease_ms or 2 * self.health_interval_ms
         return lease_ms / 1000
 
+    def resolved_workers(self) -> int:
+        """``LIMITER_WORKERS``; unset: 1 on the memory backend (its counters live in one
+        process), else the number of CPUs this process may run on."""
+        if self.workers is not None:
+            return self.workers
+        if self.resolved_backend() is BackendKind.MEMORY:
+            return 1
+        return len(os.sched_getaffinity(0))
+
     def resolved_backend(self) -> BackendKind:
         """``auto`` picks sentinel when SENTINEL_HOSTS is set, else cluster when
         REDIS_CLUSTER_NODES is set, else redis when REDIS_URL is set, else the embedded
@@ -242,6 +258,12 @@ def load_settings() -> Settings:
         raise ConfigError("LIMITER_BACKEND=cluster needs REDIS_CLUSTER_NODES=host:port,...")
     if kind is BackendKind.REDIS and not settings.redis_url:
         raise ConfigError("LIMITER_BACKEND=redis needs REDIS_URL=redis://host:port/db")
+    if kind is BackendKind.MEMORY and settings.resolved_workers() > 1:
+        raise ConfigError(
+            f"LIMITER_WORKERS={settings.workers}: the memory backend keeps its counters "
+            "inside one process, so it runs one worker (set LIMITER_WORKERS=1, or use "
+            "Redis: REDIS_URL, SENTINEL_HOSTS or REDIS_CLUSTER_NODES)"
+        )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("LIMITER_TLS_CERT and LIMITER_TLS_KEY: set both (TLS) or neither")
     if settings.tls_client_ca is not None and settings.tls_cert is None:

@@ -27,7 +27,14 @@ from limiter_service.settings import Settings
 from ratelimit_client.pem import check_certificates, check_key_pair, read_pem
 from ratelimit_client.settings import ConfigError as ClientConfigError
 
-__all__ = ["ServerTls", "TlsFiles", "load_configuration", "reload_handler", "server_tls"]
+__all__ = [
+    "ServerTls",
+    "TlsFiles",
+    "check_server_tls",
+    "load_configuration",
+    "reload_handler",
+    "server_tls",
+]
 
 log = logging.getLogger("limiter_service.tls")
 
@@ -125,6 +132,17 @@ def server_tls(settings: Settings) -> ServerTls | None:
     if settings.tls_cert is None or settings.tls_key is None:
         return None
     return ServerTls(TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca))
+
+
+def check_server_tls(settings: Settings) -> None:
+    """Check the files ``LIMITER_TLS_*`` name as ``server_tls`` would, building no gRPC
+    object (a process that starts workers checks them first); raises ``ConfigError``."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return
+    try:
+        _files(TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca))
+    except ClientConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def reload_handler(tls: ServerTls | None) -> Callable[[], None]:

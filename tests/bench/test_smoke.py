@@ -68,6 +68,8 @@ def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
         "limiter/redis ShouldAllowBatch x100",
         "limiter/redis, metrics off ShouldAllow",
         "limiter/redis, metrics off ShouldAllowBatch x100",
+        "limiter/redis, 1 worker ShouldAllow",
+        "limiter/redis, 2 workers ShouldAllow",
         "redis-benchmark EVALSHA fixed_window.lua, 1 key",
         "redis-benchmark EVALSHA fixed_window.lua, 100 keys",
     ]
@@ -96,6 +98,15 @@ def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
         assert figures["server_cpu_us_without_metrics"] > 0, method
         assert figures["within_budget"], (method, figures)
     assert "metrics, ShouldAllow: recording" in stdout
+    # One limiter and then two workers, side by side; with two, both answered calls.
+    scaling = results["workers_scaling"]
+    assert set(scaling) == {"1", "2"} and scaling["1"]["vs_one_worker"] == 1.0
+    assert scaling["2"]["vs_one_worker"] > 0
+    two = rows["limiter/redis, 2 workers ShouldAllow"]["raw"]
+    assert two["server_processes"] == 3 and two["connections"] == 8  # --quick's concurrency
+    # (the kernel spreads connections at random: which worker gets how many varies)
+    assert len(two["rpcs_by_worker"]) == 2 and sum(two["rpcs_by_worker"]) > 0
+    assert "2 worker(s):" in stdout
 
 
 @pytest.mark.skipif(
