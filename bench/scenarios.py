@@ -43,7 +43,7 @@ from devstack import (
 )
 from devstack.limiter import start_limiter
 
-__all__ = ["METRICS_OFF", "METRICS_ON", "run_grpc"]
+__all__ = ["METRICS_OFF", "METRICS_ON", "limiter_env", "policies_yaml", "run_grpc"]
 
 SERVER = "server"
 METRICS_ON = "limiter/redis"
@@ -52,14 +52,17 @@ _HOST = "127.0.0.1"
 _READY_TIMEOUT_S = 20.0
 
 
-def _policies(options: BenchOptions) -> str:
+def policies_yaml(options: BenchOptions) -> str:
+    """The bench's policies file: ``POLICY``, a fixed window of ``policy_limit`` per
+    ``policy_window``."""
     return (
         f"policies:\n  {POLICY}:\n    limit: {options.policy_limit}\n"
         f"    window: {options.policy_window}\n    algorithm: fixed_window\n"
     )
 
 
-def _limiter_env(options: BenchOptions, policies: Path) -> dict[str, str]:
+def limiter_env(options: BenchOptions, policies: Path) -> dict[str, str]:
+    """The environment every benched limiter gets (its backend's variables aside)."""
     env = {"LIMITER_POLICIES": str(policies), "LIMITER_LOG_LEVEL": "WARNING"}
     env["LIMITER_SHUTDOWN_GRACE_S"] = "1"
     if options.redis_timeout_ms is not None:
@@ -164,8 +167,8 @@ def run_grpc(
     every process started is stopped first.
     """
     policies = workdir / "policies.yaml"
-    policies.write_text(_policies(options))
-    env = _limiter_env(options, policies)
+    policies.write_text(policies_yaml(options))
+    env = limiter_env(options, policies)
     single, batch = Method.SHOULD_ALLOW, Method.SHOULD_ALLOW_BATCH
     with ProcessGroup(workdir / "logs") as group:
         server = start_redis(group, workdir=workdir / "redis", timeout=_READY_TIMEOUT_S)
