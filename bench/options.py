@@ -84,7 +84,7 @@ class AttackOptions:
     warmup_s: int = 2
     good_clients: int = 10
     good_rate: float = 10.0
-    attacker_connections: int = 32
+    attacker_connections: int = 4
     attacker_threads: int = 1
     rate_limit: int = 1200
     time_window_s: int = 60

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.attack.clients import GoodTally
-from bench.cpu import OTHERS, cores, us_per
+from bench.cpu import BENCH, OTHERS, cores, us_per
+from bench.edge import IDLE
 from bench.edge.report import BASELINE, OURS
 from bench.table import Grid, number, section, times
 
@@ -29,6 +30,9 @@ _HEADER = (
     "good p99 ms|good 429s|EVALSHA/req|Redis cmds/req (all)|errors"
 )
 _OTHERS_WARNING = 0.25
+# Roles that are not serving the side under test: the load generators, the idle side, and
+# the rest of the machine.
+_NOT_SERVING = frozenset({OTHERS, BENCH, IDLE, "wrk"})
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,13 @@ class AttackRow:
             attacker = sum(int(self.attacker[k]) for k in ("connect", "read", "write", "timeout"))
         return attacker + self.good.socket_errors + self.good.unfinished
 
+    @property
+    def serving_cpu_us(self) -> float | None:
+        """CPU µs per request of the side's own processes (Nginx, APIs, limiters, Redis,
+        Sentinels): what a request costs, however busy the rest of the machine was."""
+        seconds = sum(s for role, s in self.cpu_s.items() if role not in _NOT_SERVING)
+        return us_per(seconds, self.requests)
+
     def net(self, name: str) -> float:
         """Calls of command ``name`` the phase caused: less the idle background's."""
         idle = self.background_per_s.get(name, 0.0) * self.window_s
@@ -151,6 +162,7 @@ class AttackRow:
             "commands_per_request": self.commands_per_request,
             "evalsha_per_request": self.evalsha_per_request,
             "cpu_s": self.cpu_s,
+            "serving_cpu_us_per_request": self.serving_cpu_us,
             "cpu_us_per_request": {
                 role: us_per(seconds, self.requests) for role, seconds in self.cpu_s.items()
             },
@@ -174,6 +186,9 @@ class AttackReport:
         ours, base = self.row(OURS, ATTACK), self.row(BASELINE, ATTACK)
         calm = self.row(OURS, CALM)
         rps_ratio = round(ours.rps / base.rps, 3) if ours and base and base.rps else None
+        cpu_ratio = None
+        if ours and base and ours.serving_cpu_us and base.serving_cpu_us:
+            cpu_ratio = round(base.serving_cpu_us / ours.serving_cpu_us, 3)
         calls = ours.evalsha_per_request if ours else None
         p99_attack = ours.good.percentile_ms(99) if ours else None
         p99_calm = calm.good.percentile_ms(99) if calm else None
@@ -182,6 +197,7 @@ class AttackReport:
             "rps_vs_baseline_met": None
             if rps_ratio is None
             else rps_ratio >= self.targets.rps_vs_baseline,
+            "serving_cpu_vs_baseline": cpu_ratio,
             "calls_per_request": calls,
             "calls_per_request_met": None
             if calls is None
@@ -232,8 +248,9 @@ class AttackReport:
         grid = [["CPU us/request", *(row.name for row in self.rows)]]
         for role in roles:
             grid.append([role, *(number(us_per(r.cpu_s.get(role), r.requests)) for r in self.rows)])
+        serving = [number(r.serving_cpu_us) for r in self.rows]
         busy = [number(cores(sum(r.cpu_s.values()), r.window_s), 2) for r in self.rows]
-        return [*grid, ["busy cores", *busy]]
+        return [*grid, ["serving processes", *serving], ["busy cores", *busy]]
 
     def section(self) -> str:
         s, n, v = self.settings, self.notes, self.verdicts()
@@ -256,7 +273,8 @@ class AttackReport:
         lines = [
             f"\ntargets (ours under attack): requests/s vs baseline "
             f"{times(v['rps_vs_baseline'])} (>= {t.rps_vs_baseline:g} x: "
-            f"{met(v['rps_vs_baseline_met'])}); Redis round trips (EVALSHA)/request "
+            f"{met(v['rps_vs_baseline_met'])}; by the serving processes' CPU per request: "
+            f"{times(v['serving_cpu_vs_baseline'])}); Redis round trips (EVALSHA)/request "
             f"{number(v['calls_per_request'], 3)} (<= {t.calls_per_request:g}: "
             f"{met(v['calls_per_request_met'])}; all commands, in-script ones included: "
             f"{number(v['all_commands_per_request'], 3)}); good clients' p99 "

@@ -46,13 +46,16 @@ def _row(side: str, phase: str, **kwargs: Any) -> AttackRow:
 
 
 def test_row_figures_are_net_of_the_idle_background() -> None:
-    row = _row(OURS, ATTACK, attacker=_attacker(9_900, 9_800))
+    cpu = {"nginx": 1.0, "API replicas": 2.0, "others": 5.0, "wrk": 1.0, "bench": 0.2}
+    row = _row(OURS, ATTACK, attacker=_attacker(9_900, 9_800), cpu_s=cpu)
     assert row.requests == 10_000 and row.rps == 1_000.0
     assert row.attacker_share == pytest.approx(0.99)
     # EVALSHA: 120 less 2/s over 10 s; all commands: 530 less 30.
     assert row.evalsha_per_request == 0.01
     assert row.commands_per_request == 0.05
     assert row.good.percentile_ms(99) == 1.0 and row.good.percentile_ms(100) == 5.0
+    # Only the side's own processes: not the load generators nor the rest of the machine.
+    assert row.serving_cpu_us == 300.0
 
 
 def test_verdicts_hold_ours_to_the_targets() -> None:
