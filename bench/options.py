@@ -132,7 +132,8 @@ QUICK = BenchOptions(
     keys=1_000,
     quick=True,
     edge=EdgeOptions(duration_s=1, warmup_s=1),
-    attack=AttackOptions(duration_s=1, warmup_s=1, idle_s=1.0),
+    # A small limit, so that even a slow machine's attacker exceeds it within the warm-up.
+    attack=AttackOptions(duration_s=1, warmup_s=1, idle_s=1.0, good_rate=1.5, rate_limit=100),
 )
 
 
