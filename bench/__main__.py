@@ -1,11 +1,13 @@
 """``python -m bench`` (``make bench``): run every scenario, print the tables, write JSON.
 
-Prints, for the gRPC / Redis part and then for the end-to-end part, a plain table,
+Prints, for the gRPC / Redis part, the cluster part, the end-to-end part and the
+under-attack part in turn, a plain table,
 warnings about anything that makes a number untrustworthy (errors, fail-open answers, a
 busy machine) and a Markdown table for the README; writes the raw numbers to ``--output``
 (``bench/results.json``). Exit status: 0 when every scenario measured something without
-errors, 1 when one had errors (end to end: socket errors or non-2xx answers) or no
-throughput (tables and JSON are still written), 2 for bad options, 3 when a scenario could
+errors, 1 when one had errors (end to end: socket errors or non-2xx answers; under attack:
+an attacker never denied or a well-behaved client denied) or no throughput (tables and
+JSON are still written), 2 for bad options, 3 when a scenario could
 not run at all (the processes' logs are kept and their directory printed).
 """
 
@@ -25,6 +27,8 @@ from typing import Any
 import grpc
 import redis
 
+from bench.attack import run_attack
+from bench.cluster import run_cluster
 from bench.cpu import OTHERS, CpuWindow
 from bench.edge import run_edge
 from bench.metrics_cost import metrics_cost
@@ -66,14 +70,20 @@ def machine_info() -> dict[str, Any]:
 
 
 def run_bench(options: BenchOptions, workdir: Path) -> BenchReport:
-    """Measure the gRPC / Redis part (unless ``options.grpc`` is false), then the
-    end-to-end part (unless ``options.edge`` is ``None``); logs under ``workdir``. Every
-    process started is stopped before returning or raising."""
+    """Measure the gRPC / Redis part (unless ``options.grpc`` is false), the cluster
+    part, the end-to-end part and the under-attack part (each unless its options are
+    ``None``); logs under ``workdir``. Every process started is stopped before returning
+    or raising."""
     machine = machine_info()
     rows, settings = run_grpc(options, workdir, machine) if options.grpc else ([], {"grpc": False})
+    cluster = None
+    if options.cluster is not None:
+        cluster = run_cluster(options, options.cluster, workdir / "cluster")
     edge = run_edge(options.edge, workdir / "edge") if options.edge is not None else None
+    attack = run_attack(options.attack, workdir / "attack") if options.attack else None
     machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    report = BenchReport(machine, settings, rows, edge, metrics_cost(rows, METRICS_ON, METRICS_OFF))
+    cost = metrics_cost(rows, METRICS_ON, METRICS_OFF)
+    report = BenchReport(machine, settings, rows, edge, cost, cluster, attack)
     report.compute_ratios()
     return report
 
@@ -97,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.write(options.output)
     if report.scenarios:
         print(report.section())
-    if report.edge is not None:
-        print(report.edge.section())
+    for part in (report.cluster, report.edge, report.attack):
+        if part is not None:
+            print(part.section())
     print(f"\nwrote {options.output}")
     if options.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)

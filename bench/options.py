@@ -4,9 +4,15 @@ Defaults keep the gRPC part under three minutes on two cores: each of the nine g
 measures ``--duration`` seconds after ``--warmup`` seconds, ``--rounds`` times (the fastest
 round is reported), and each of the two ``redis-benchmark`` scenarios runs ``--rounds``
 times for about ``--duration`` seconds. The end-to-end part (``bench.edge``) then runs its
-four wrk scenarios for 2 + 8 s each, about a minute with start-up. ``--quick`` shortens
-everything to a smoke test; options given explicitly still win. ``--no-edge`` skips the
-end-to-end part, ``--edge-only`` runs nothing else.
+four wrk scenarios for 2 + 8 s each, about a minute with start-up. The cluster part
+(``bench.cluster``) runs the limiter's single calls and batches against a Redis Cluster of
+1 and of 3 primaries (``--cluster-*``, same load generator and rounds as the gRPC part,
+about a minute); the under-attack part (``bench.attack``) drives both end-to-end sides with
+well-behaved clients, alone and next to one abusive client (``--attack-*``, about a
+minute and a half). ``--quick`` shortens everything to a smoke test; options given
+explicitly still win. ``--no-edge``, ``--no-cluster`` and ``--no-attack`` skip a part;
+``--edge-only`` runs nothing else, ``--only PART,...`` runs just the parts named (``grpc``,
+``edge``, ``cluster``, ``attack``).
 """
 
 from __future__ import annotations
@@ -20,11 +26,21 @@ from typing import Any, TypeVar
 
 from devstack import StackConfig
 
-__all__ = ["DEFAULT_OUTPUT", "POLICY", "BenchOptions", "EdgeOptions", "parse_args"]
+__all__ = [
+    "DEFAULT_OUTPUT",
+    "PARTS",
+    "POLICY",
+    "AttackOptions",
+    "BenchOptions",
+    "ClusterOptions",
+    "EdgeOptions",
+    "parse_args",
+]
 
 POLICY = "default"
 """The bench policy's name (a fixed window of ``policy_limit`` per ``policy_window``)."""
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
+PARTS = ("grpc", "edge", "cluster", "attack")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +59,38 @@ class EdgeOptions:
     limiter_timeout_ms: int = StackConfig().limiter_timeout_ms
     rate_limit: int = 1_000_000_000
     time_window_s: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    """The cluster part: the limiter on a Redis Cluster of each size in ``primaries``
+    (each primary with ``replicas`` replicas); load, durations and rounds are the gRPC
+    part's."""
+
+    primaries: tuple[int, ...] = (1, 3)
+    replicas: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AttackOptions:
+    """The under-attack part, in whole seconds (wrk takes no fractions): per side, a calm
+    phase (``good_clients`` clients at ``good_rate`` requests/s each) and an attack phase
+    (the same, plus one wrk client with ``attacker_threads`` threads holding
+    ``attacker_connections`` connections), each measured ``duration_s`` after
+    ``warmup_s``. The policy is ``rate_limit`` per ``time_window_s`` per client IP on both
+    sides; it must exceed what one good client sends in a window."""
+
+    duration_s: int = 10
+    warmup_s: int = 2
+    good_clients: int = 10
+    good_rate: float = 10.0
+    attacker_connections: int = 4
+    attacker_threads: int = 1
+    rate_limit: int = 1200
+    time_window_s: int = 60
+    idle_s: float = 3.0
+    request_timeout_s: int = 5
+    limiter_timeout_ms: int = StackConfig().limiter_timeout_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +119,8 @@ class BenchOptions:
     quick: bool = False
     grpc: bool = True
     edge: EdgeOptions | None = field(default_factory=EdgeOptions)
+    cluster: ClusterOptions | None = field(default_factory=ClusterOptions)
+    attack: AttackOptions | None = field(default_factory=AttackOptions)
 
 
 QUICK = BenchOptions(
@@ -82,6 +132,8 @@ QUICK = BenchOptions(
     keys=1_000,
     quick=True,
     edge=EdgeOptions(duration_s=1, warmup_s=1),
+    # A small limit, so that even a slow machine's attacker exceeds it within the warm-up.
+    attack=AttackOptions(duration_s=1, warmup_s=1, idle_s=1.0, good_rate=1.5, rate_limit=100),
 )
 
 
@@ -123,6 +175,39 @@ _EDGE_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "rounds": (_COUNT, "rounds, the fastest kept"),
     "limiter_timeout_ms": (_COUNT, "the APIs' LIMITER_TIMEOUT_MS"),
 }
+_ATTACK_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "duration_s": (_COUNT, "measured seconds per phase"),
+    "warmup_s": (_at_least(int, 0), "unmeasured seconds before each phase"),
+    "good_clients": (_at_least(int, 1), "well-behaved clients, each from its own address"),
+    "good_rate": (_at_least(float, 0.1), "requests/s of each well-behaved client"),
+    "attacker_connections": (_COUNT, "the attacker's wrk connections"),
+    "attacker_threads": (_COUNT, "the attacker's wrk threads"),
+    "rate_limit": (_COUNT, "requests per window allowed to each client IP"),
+    "limiter_timeout_ms": (_COUNT, "the APIs' LIMITER_TIMEOUT_MS"),
+}
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,3, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"every size must be >= 1, got {text!r}")
+    return sizes
+
+
+_CLUSTER_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "primaries": (_sizes, "cluster sizes to compare, in primaries"),
+    "replicas": (_at_least(int, 0), "replicas per primary"),
+}
+
+
+def _parts(text: str) -> frozenset[str]:
+    parts = frozenset(part.strip() for part in text.split(","))
+    if unknown := parts - set(PARTS):
+        raise argparse.ArgumentTypeError(f"unknown part(s) {sorted(unknown)}; parts: {PARTS}")
+    return parts
 
 
 def _add_flags(
@@ -135,6 +220,8 @@ def _add_flags(
         bare = name.removesuffix("_s")
         flag = "--" + (prefix + bare).replace("_", "-")
         default = getattr(defaults, name)
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
         shown = "" if default is None else f" ({default})"
         add(flag, dest=prefix + name, metavar=bare.upper(), type=parse, help=meaning + shown)
 
@@ -153,7 +240,20 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--no-edge", action="store_true", help="skip the end-to-end part")
     which.add_argument("--edge-only", action="store_true", help="run only the end-to-end part")
     _add_flags(edge.add_argument, _EDGE_FLAGS, EdgeOptions(), prefix="edge_")
+    cluster = parser.add_argument_group("the limiter on a Redis Cluster of 1 and 3 primaries")
+    cluster.add_argument("--no-cluster", action="store_true", help="skip the cluster part")
+    _add_flags(cluster.add_argument, _CLUSTER_FLAGS, ClusterOptions(), prefix="cluster_")
+    attack = parser.add_argument_group("under attack, end to end through Nginx")
+    attack.add_argument("--no-attack", action="store_true", help="skip the under-attack part")
+    _add_flags(attack.add_argument, _ATTACK_FLAGS, AttackOptions(), prefix="attack_")
+    parser.add_argument(
+        "--only", type=_parts, metavar="PART,...", help=f"run only these parts of {PARTS}"
+    )
     return parser
+
+
+def _pop_group(given: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {key[len(prefix) :]: given.pop(key) for key in list(given) if key.startswith(prefix)}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
@@ -161,13 +261,38 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
     parser = _parser()
     args: dict[str, Any] = vars(parser.parse_args(argv))
     no_edge, edge_only = args.pop("no_edge"), args.pop("edge_only")
+    skipped = {part for part in PARTS if args.pop(f"no_{part}", False)}
+    only: frozenset[str] | None = args.pop("only")
+    if edge_only:
+        only = frozenset({"edge"})
+    if no_edge:
+        skipped.add("edge")
+    wanted = {part for part in (only or PARTS) if part not in skipped}
     base = QUICK if args.pop("quick") else BenchOptions()
     given = {key: value for key, value in args.items() if value is not None}
-    edge_given = {key[5:]: given.pop(key) for key in list(given) if key.startswith("edge_")}
-    edge = None if no_edge else dataclasses.replace(base.edge or EdgeOptions(), **edge_given)
-    options = dataclasses.replace(base, **given, grpc=not edge_only, edge=edge)
-    if edge is not None and edge.threads > edge.connections:
+    edge_given = _pop_group(given, "edge_")
+    cluster_given = _pop_group(given, "cluster_")
+    attack_given = _pop_group(given, "attack_")
+    edge = dataclasses.replace(base.edge or EdgeOptions(), **edge_given)
+    cluster = dataclasses.replace(base.cluster or ClusterOptions(), **cluster_given)
+    attack = dataclasses.replace(base.attack or AttackOptions(), **attack_given)
+    options = dataclasses.replace(
+        base,
+        **given,
+        grpc="grpc" in wanted,
+        edge=edge if "edge" in wanted else None,
+        cluster=cluster if "cluster" in wanted else None,
+        attack=attack if "attack" in wanted else None,
+    )
+    if edge.threads > edge.connections:
         parser.error("--edge-threads must not exceed --edge-connections")
+    if attack.attacker_threads > attack.attacker_connections:
+        parser.error("--attack-attacker-threads must not exceed --attack-attacker-connections")
+    if options.attack is not None and attack.good_rate * attack.time_window_s >= attack.rate_limit:
+        parser.error(
+            "--attack-rate-limit must exceed what one well-behaved client sends in a "
+            f"{attack.time_window_s} s window ({attack.good_rate * attack.time_window_s:g})"
+        )
     if options.keys < options.batch_size:
         parser.error("--keys must be at least --batch-size")
     if options.batch_size > 1000:

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 from bench.metrics_cost import BUDGET
 from bench.table import Grid, number, section
 
-if TYPE_CHECKING:  # bench.edge imports this module: a runtime import would be circular
+if TYPE_CHECKING:  # these import this module: a runtime import would be circular
+    from bench.attack.report import AttackReport
+    from bench.cluster import ClusterReport
     from bench.edge.report import EdgeReport
 
 __all__ = ["BenchReport", "Kind", "ScenarioResult"]
@@ -104,14 +106,17 @@ _HEADER += "server CPU us/dec|redis CPU us/dec|others' CPU"
 @dataclass
 class BenchReport:
     """A whole run: the machine, the settings, every gRPC / Redis row, the end-to-end
-    part (``None`` when it did not run) and the metrics' cost per method
-    (``bench.metrics_cost.metrics_cost``; empty when not measured)."""
+    part, the metrics' cost per method (``bench.metrics_cost.metrics_cost``; empty when
+    not measured), the cluster part and the under-attack part (each ``None`` when it did
+    not run)."""
 
     machine: dict[str, Any]
     settings: dict[str, Any]
     scenarios: list[ScenarioResult]
     edge: EdgeReport | None = None
     metrics_cost: dict[str, Any] = field(default_factory=dict)
+    cluster: ClusterReport | None = None
+    attack: AttackReport | None = None
 
     def compute_ratios(self) -> None:
         """Fill ``vs_echo``, ``vs_redis_benchmark`` and ``cpu_vs_echo`` of every row."""
@@ -132,9 +137,11 @@ class BenchReport:
 
     @property
     def failed(self) -> bool:
-        """Whether a scenario had errors or no throughput (end to end: see ``EdgeReport``)."""
+        """Whether a scenario had errors or no throughput (the other parts: see their
+        reports' ``failed``)."""
         bad = any(row.error_count or row.decisions_per_s <= 0 for row in self.scenarios)
-        return bad or (self.edge is not None and self.edge.failed)
+        parts = (self.edge, self.cluster, self.attack)
+        return bad or any(part is not None and part.failed for part in parts)
 
     def caveats(self) -> list[str]:
         """Why some numbers may not mean what they seem; empty when clean."""
@@ -248,6 +255,8 @@ class BenchReport:
             "metrics_cost": self.metrics_cost,
             "workers_scaling": self.workers_scaling(),
             "edge": edge,
+            "cluster": self.cluster.to_json() if self.cluster is not None else None,
+            "attack": self.attack.to_json() if self.attack is not None else None,
         }
 
     def write(self, path: Path) -> None:

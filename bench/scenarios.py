@@ -47,7 +47,15 @@ from devstack import (
 )
 from devstack.limiter import LimiterNode, start_limiter
 
-__all__ = ["METRICS_OFF", "METRICS_ON", "WORKER_COUNTS", "run_grpc", "workers_label"]
+__all__ = [
+    "METRICS_OFF",
+    "METRICS_ON",
+    "WORKER_COUNTS",
+    "limiter_env",
+    "policies_yaml",
+    "run_grpc",
+    "workers_label",
+]
 
 SERVER = "server"
 METRICS_ON = "limiter/redis"
@@ -62,14 +70,17 @@ def workers_label(workers: int) -> str:
     return f"limiter/redis, {workers} worker{'s' if workers > 1 else ''}"
 
 
-def _policies(options: BenchOptions) -> str:
+def policies_yaml(options: BenchOptions) -> str:
+    """The bench's policies file: ``POLICY``, a fixed window of ``policy_limit`` per
+    ``policy_window``."""
     return (
         f"policies:\n  {POLICY}:\n    limit: {options.policy_limit}\n"
         f"    window: {options.policy_window}\n    algorithm: fixed_window\n"
     )
 
 
-def _limiter_env(options: BenchOptions, policies: Path) -> dict[str, str]:
+def limiter_env(options: BenchOptions, policies: Path) -> dict[str, str]:
+    """The environment every benched limiter gets (its backend's variables aside)."""
     env = {"LIMITER_POLICIES": str(policies), "LIMITER_LOG_LEVEL": "WARNING"}
     env["LIMITER_SHUTDOWN_GRACE_S"] = "1"
     if options.redis_timeout_ms is not None:
@@ -231,8 +242,8 @@ def run_grpc(
     every process started is stopped first.
     """
     policies = workdir / "policies.yaml"
-    policies.write_text(_policies(options))
-    env = _limiter_env(options, policies)
+    policies.write_text(policies_yaml(options))
+    env = limiter_env(options, policies)
     single, batch = Method.SHOULD_ALLOW, Method.SHOULD_ALLOW_BATCH
     with ProcessGroup(workdir / "logs") as group:
         server = start_redis(group, workdir=workdir / "redis", timeout=_READY_TIMEOUT_S)

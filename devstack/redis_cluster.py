@@ -1,7 +1,10 @@
-"""A real Redis Cluster on loopback: three primaries, three replicas.
+"""A real Redis Cluster on loopback: three primaries, three replicas (or as many as asked).
 
 Each node is a ``redis-server`` with ``cluster-enabled yes``; ``redis-cli --cluster create
 ... --cluster-replicas 1`` then assigns the slots and pairs every primary with a replica.
+``redis-cli`` refuses fewer than three primaries, so a smaller cluster (the bench's one
+primary) is put together with the commands it would send: ``CLUSTER ADDSLOTSRANGE``,
+``CLUSTER MEET`` and ``CLUSTER REPLICATE``.
 All processes are children of this one, listen on free 127.0.0.1 ports (the cluster bus
 too, via ``cluster-port``), keep their files under one working directory and are stopped by
 PID. Every file holding the password is readable by its owner only, and the password reaches
@@ -33,7 +36,6 @@ __all__ = ["ClusterNode", "RedisCluster", "cluster_node_config", "key_slot"]
 
 _HOST = "127.0.0.1"
 _PRIMARIES = 3
-_NODES = 2 * _PRIMARIES
 _SLOTS = 16384
 _PRIVATE_UMASK = 0o077  # nodes.conf and CONFIG REWRITE keep the password private too
 
@@ -78,7 +80,8 @@ class ClusterNode:
 
 
 class RedisCluster(StopsOnExit):
-    """Start, inspect, break and stop a six-node Redis Cluster.
+    """Start, inspect, break and stop a Redis Cluster of ``primaries`` primaries (default
+    3), each with ``replicas`` replicas (default 1): six nodes by default.
 
     Nothing runs until ``start()`` (or entering the ``with`` block). Every node requires
     ``password`` (default: a random one). ``node_timeout_ms`` is ``cluster-node-timeout``:
@@ -95,7 +98,13 @@ class RedisCluster(StopsOnExit):
         startup_timeout: float = 60.0,
         redis_server: str = "redis-server",
         redis_cli: str = "redis-cli",
+        primaries: int = _PRIMARIES,
+        replicas: int = 1,
     ) -> None:
+        if primaries < 1 or replicas < 0:
+            raise ValueError(f"need at least 1 primary and 0 replicas, got {primaries}, {replicas}")
+        self._primaries = primaries
+        self._replicas = replicas
         self._workdir = workdir
         self._password = check_token(password or secrets.token_hex(16), "password")
         self._node_timeout_ms = node_timeout_ms
@@ -122,7 +131,7 @@ class RedisCluster(StopsOnExit):
 
     @property
     def nodes(self) -> tuple[ClusterNode, ...]:
-        """All six nodes in start order; empty before ``start()``."""
+        """Every node in start order (the primaries first); empty before ``start()``."""
         return tuple(self._nodes)
 
     def nodes_env(self) -> str:
@@ -130,9 +139,9 @@ class RedisCluster(StopsOnExit):
         return ",".join(f"{h}:{p}" for h, p in (node.address for node in self._nodes))
 
     def start(self) -> None:
-        """Start six nodes, create the cluster, and return once every live node reports
-        ``cluster_state:ok`` with all slots assigned, three primaries each with a replica
-        whose link is up. On failure everything started is stopped and the error
+        """Start the nodes, create the cluster, and return once every live node reports
+        ``cluster_state:ok`` with all slots assigned, the primaries asked for, each with its
+        replicas' links up. On failure everything started is stopped and the error
         (``DevstackError`` or ``OSError``) propagates."""
         if self._nodes:
             raise DevstackError("cluster already started")
@@ -258,7 +267,7 @@ class RedisCluster(StopsOnExit):
 
     def wait_healthy(self, timeout: float | None = None) -> None:
         """Return once every live node reports ``cluster_state:ok``, all slots assigned,
-        ``_PRIMARIES`` primaries, and every live replica's link up."""
+        as many primaries as asked for, and every live replica's link up."""
 
         def healthy() -> bool | None:
             for node in self.live_nodes():
@@ -273,7 +282,7 @@ class RedisCluster(StopsOnExit):
                         replication.get("master_link_status") != "up"
                     ):
                         return None
-            return True if len(self.primaries()) == _PRIMARIES else None
+            return True if len(self.primaries()) == self._primaries else None
 
         wait_until(
             healthy,
@@ -284,10 +293,11 @@ class RedisCluster(StopsOnExit):
         )
 
     def _launch(self) -> None:
-        ports = free_ports(2 * _NODES)
+        count = self._primaries * (1 + self._replicas)
+        ports = free_ports(2 * count)
         self._workdir.mkdir(parents=True, exist_ok=True)
         _write_private(self.password_file, self._password)
-        for index in range(_NODES):
+        for index in range(count):
             name = f"cluster-{index + 1}"
             port, bus_port = ports[2 * index], ports[2 * index + 1]
             directory = self._workdir / name
@@ -309,9 +319,12 @@ class RedisCluster(StopsOnExit):
             wait_for_tcp(*node.address, self._timeout, node.process)
 
     def _create(self) -> None:
+        if self._primaries < _PRIMARIES:
+            self._assemble()
+            return
         addresses = [f"{h}:{p}" for h, p in (node.address for node in self._nodes)]
         argv = [self._redis_cli, "--cluster", "create", *addresses]
-        argv += ["--cluster-replicas", "1", "--cluster-yes"]
+        argv += ["--cluster-replicas", str(self._replicas), "--cluster-yes"]
         deadline = time.monotonic() + self._timeout
         result = subprocess.run(
             argv,
@@ -326,6 +339,42 @@ class RedisCluster(StopsOnExit):
                 f"redis-cli --cluster create failed ({result.returncode}):\n"
                 f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
             )
+
+    def _assemble(self) -> None:
+        """What ``redis-cli --cluster create`` does, for fewer primaries than it accepts:
+        split the slots among the first ``primaries`` nodes, introduce every node to the
+        first, then make each remaining node a replica of its primary."""
+        primaries, replicas = self._nodes[: self._primaries], self._nodes[self._primaries :]
+        bounds = [i * _SLOTS // len(primaries) for i in range(len(primaries) + 1)]
+        first = self._nodes[0]
+        ids: dict[str, str] = {}
+        for index, node in enumerate(self._nodes):
+            with self.client(node.address) as client:
+                ids[node.name] = str(client.execute_command("CLUSTER", "MYID"))
+                if index < len(primaries):
+                    low, high = bounds[index], bounds[index + 1] - 1
+                    client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, high)
+                if node is not first:
+                    client.execute_command("CLUSTER", "MEET", *first.address, first.bus_port)
+
+        def known_everywhere() -> bool | None:
+            for node in self._nodes:
+                with self.client(node.address) as client:
+                    table = str(client.execute_command("CLUSTER", "NODES"))
+                if any(node_id not in table for node_id in ids.values()) or "handshake" in table:
+                    return None
+            return True
+
+        wait_until(
+            known_everywhere,
+            timeout=self._timeout,
+            waiting_for="every cluster node to know every other",
+            retry_on=(redis.RedisError,),
+        )
+        for index, node in enumerate(replicas):
+            primary = primaries[index % len(primaries)]
+            with self.client(node.address) as client:
+                client.execute_command("CLUSTER", "REPLICATE", ids[primary.name])
 
 
 def key_slot(key: str) -> int:

@@ -34,7 +34,7 @@ from bench.redis_baseline import evalsha_calls
 from devstack import ProcessGroup, Stack, StackConfig, wait_until
 from devstack.redis_probes import connect
 
-__all__ = ["run_edge"]
+__all__ = ["IDLE", "run_edge", "wait_answers"]
 
 IDLE = "other side (idle)"
 _READY_TIMEOUT_S = 15.0
@@ -44,7 +44,7 @@ class _NotYet(Exception):
     """An answer that is not the one waited for (yet)."""
 
 
-def _wait_answers(side: Side) -> None:
+def wait_answers(side: Side) -> None:
     """Return once each path answers 200 through ``side``'s Nginx, with ``RateLimit`` on
     our limited path (the first decisions may come late while connections open and be let
     through by the failure mode), so a side that cannot decide fails here instead of being
@@ -125,7 +125,7 @@ def run_edge(options: EdgeOptions, workdir: Path) -> EdgeReport:
     ):
         ours, theirs, shared = start_sides(group, stack, workdir / "baseline" / "nginx")
         for side in (ours, theirs):
-            _wait_answers(side)
+            wait_answers(side)
         topology = stack.topology
         master = connect(topology.current_master(), topology.password, timeout=5.0)
         try:

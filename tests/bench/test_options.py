@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bench.options import QUICK, BenchOptions, EdgeOptions, parse_args
+from bench.options import (
+    QUICK,
+    AttackOptions,
+    BenchOptions,
+    ClusterOptions,
+    EdgeOptions,
+    parse_args,
+)
 
 
 def test_defaults_run_both_parts() -> None:
@@ -37,6 +44,33 @@ def test_edge_flags() -> None:
     ],
 )
 def test_invalid_options_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2
+
+
+def test_part_selection() -> None:
+    only = parse_args(["--only=cluster,attack", "--cluster-primaries=1,2"])
+    assert not only.grpc and only.edge is None
+    assert only.cluster == ClusterOptions(primaries=(1, 2)) and only.attack == AttackOptions()
+    skipped = parse_args(["--no-cluster", "--no-attack", "--attack-duration=3"])
+    assert skipped.grpc and skipped.edge is not None
+    assert skipped.cluster is None and skipped.attack is None
+    assert parse_args(["--edge-only"]).cluster is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--only=grpc,nonsense"],
+        ["--cluster-primaries=0,3"],
+        ["--cluster-primaries=one"],
+        ["--attack-attacker-threads=4", "--attack-attacker-connections=2"],
+        # A well-behaved client at 30 req/s sends 1800 in a 60 s window: over the limit.
+        ["--attack-good-rate=30", "--attack-rate-limit=1200"],
+    ],
+)
+def test_invalid_part_options_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         parse_args(argv)
     assert exited.value.code == 2

@@ -1,8 +1,10 @@
 """Integration: ``python -m bench`` in its shortest forms, end to end on real processes.
 
 One test per part: the gRPC / Redis part (redis-server, the echo server, the limiter,
-redis-benchmark) and the end-to-end part (Nginx, API, limiter, ``limits`` baseline and a
-Redis Sentinel set). Each asserts the figures the README quotes are there and sane.
+redis-benchmark), the end-to-end part (Nginx, API, limiter, ``limits`` baseline and a
+Redis Sentinel set), the cluster part (the limiter on Redis Clusters of 1 and 3 primaries)
+and the under-attack part (both end-to-end sides, well-behaved clients and one attacker).
+Each asserts the figures the README quotes are there and sane, never how fast.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def _bench(tmp_path: Path, *args: str) -> tuple[str, dict[str, Any]]:
 
 @pytest.mark.skipif(_missing("redis-server", "redis-benchmark"), reason="no redis tools")
 def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
-    stdout, results = _bench(tmp_path, "--quick", "--no-edge")
+    stdout, results = _bench(tmp_path, "--quick", "--only=grpc")
     assert "| scenario | calls/s |" in stdout  # the Markdown table
     assert results["edge"] is None
     assert results["machine"]["cpu_count"] >= 1 and results["machine"]["redis_server"]
@@ -141,3 +143,60 @@ def test_edge_part_measures_both_sides(tmp_path: Path) -> None:
     assert ours["redis_evalsha"] > 0 and theirs["redis_evalsha"] > 0
     assert ours["cpu_s"]["limiters"] > 0
     assert edge["ratios"]["limited_rps"] > 0 and edge["ratios"]["health_rps"] > 0
+
+
+@pytest.mark.skipif(_missing("redis-server", "redis-cli"), reason="no redis tools")
+def test_cluster_part_decides_on_both_topologies(tmp_path: Path) -> None:
+    stdout, results = _bench(tmp_path, "--quick", "--only=cluster", "--duration=0.5")
+    assert "| scenario | decisions/s | vs 1 primary |" in stdout
+    assert results["scenarios"] == [] and results["edge"] is None and results["attack"] is None
+    rows = {row["name"]: row for row in results["cluster"]["scenarios"]}
+    assert list(rows) == [
+        "cluster, 1 primary ShouldAllow",
+        "cluster, 1 primary ShouldAllowBatch x100",
+        "cluster, 3 primaries ShouldAllow",
+        "cluster, 3 primaries ShouldAllowBatch x100",
+    ]
+    for name, row in rows.items():
+        size = row["primaries"]
+        assert row["decisions_per_s"] > 0 and row["error_count"] == 0, (name, row)
+        assert set(row["reasons"]) == {"REASON_WITHIN_LIMIT"}, name
+        assert row["replicas"] == size, name  # one replica per primary
+        # Every primary served its share of the keys, and was measured.
+        assert len(row["nodes"]) == size, name
+        assert all(node["evalsha"] > 0 for node in row["nodes"]), (name, row["nodes"])
+        assert row["limiter_cpu_us"] > 0 and row["redis_cpu_us"] > 0, name
+    assert rows["cluster, 1 primary ShouldAllow"]["vs_smallest"] == 1.0
+    assert rows["cluster, 3 primaries ShouldAllow"]["vs_smallest"] > 0
+
+
+@pytest.mark.skipif(
+    _missing("redis-server", "redis-sentinel", "wrk") or _no_nginx(),
+    reason="redis-server, redis-sentinel, wrk or nginx not installed",
+)
+def test_attack_part_denies_the_attacker_and_counts_redis_commands(tmp_path: Path) -> None:
+    stdout, results = _bench(tmp_path, "--quick", "--only=attack")
+    assert "| scenario | req/s | attacker share |" in stdout and "targets (ours" in stdout
+    attack = results["attack"]
+    rows = {row["name"]: row for row in attack["scenarios"]}
+    assert list(rows) == ["ours, calm", "baseline, calm", "ours, attack", "baseline, attack"]
+    for name, row in rows.items():
+        good = row["good"]
+        assert good["requests"] > 0 and good["statuses"].get("429", 0) == 0, (name, good)
+        assert good["latency_ms"]["p99"] > 0, name
+        assert row["commands_per_request"] is not None, name
+        assert row["evalsha_per_request"] is not None, name
+        assert (row["attacker"] is None) == (row["phase"] == "calm"), name
+    for side in ("ours", "baseline"):
+        row = rows[f"{side}, attack"]
+        assert row["attacker"]["statuses"].get("429", 0) > 0, side
+        assert row["attacker_share"] > 0.5, side
+    # Every baseline request costs a round trip to Redis; ours answers the attacker from the
+    # deny caches, without one.
+    assert rows["baseline, attack"]["evalsha_per_request"] > 0.5
+    assert (
+        rows["ours, attack"]["evalsha_per_request"]
+        < rows["baseline, attack"]["evalsha_per_request"]
+    )
+    verdicts = attack["verdicts"]
+    assert verdicts["rps_vs_baseline"] > 0 and verdicts["good_p99_calm_ms"] > 0
