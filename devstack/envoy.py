@@ -21,10 +21,14 @@ from devstack.errors import DevstackError
 from devstack.processes import ManagedProcess, ProcessGroup
 from devstack.waiting import wait_until
 
-__all__ = ["EnvoyNode", "find_envoy", "start_envoy"]
+__all__ = ["ENVOY_HEADER", "EnvoyNode", "find_envoy", "start_envoy"]
 
 _CHECK_TIMEOUT_S = 30.0
-_HEADER = "# Written by devstack/envoy.py (devstack.envoy_config.render).\n"
+ENVOY_HEADER = (
+    "# Written by devstack.envoy_config.render; deploy/envoy/envoy.yaml is the same text with\n"
+    "# compose's service names (tests/e2e/test_compose.py holds the two together).\n"
+)
+"""The comment every rendered bootstrap starts with."""
 
 
 def find_envoy() -> str:
@@ -150,7 +154,7 @@ def start_envoy(
     binary = find_envoy()
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "envoy.yaml"
-    config_path.write_text(render(settings, _HEADER))
+    config_path.write_text(render(settings, ENVOY_HEADER))
     argv = [
         binary,
         "-c",

@@ -3,7 +3,7 @@
 ``bootstrap`` builds Envoy's v3 bootstrap as plain dicts and lists, ``render`` writes it as
 YAML (``envoy -c`` takes it as is). Nothing here starts a process (``devstack.envoy`` does):
 the same text is rendered for ``make stack`` and the tests with loopback addresses, and is
-checked into ``envoy/envoy.yaml`` with compose's service names (a test holds the two
+checked into ``deploy/envoy/envoy.yaml`` with compose's service names (a test holds the two
 together).
 
 The shape: one listener whose HTTP connection manager runs ``envoy.filters.http.ratelimit``
