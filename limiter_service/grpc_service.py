@@ -265,18 +265,26 @@ class RateLimiterService(proto.RateLimiterServicer):
         return proto.ResetResponse(policy=name)
 
     def add_to(self, server: grpc.aio.Server) -> None:
-        """Register both methods on ``server`` from the generated method table, with
-        ``tolerant`` request deserializers."""
-        table = _MethodTable()
-        proto.add_RateLimiterServicer_to_server(self, table)
-        handlers = {
-            method: handler._replace(request_deserializer=tolerant(handler.request_deserializer))
-            for method, handler in table.handlers.items()
-        }
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(table.service, handlers),)
-        )
-        server.add_registered_method_handlers(table.service, handlers)
+        """Register the methods on ``server`` (``register``)."""
+        register(server, proto.add_RateLimiterServicer_to_server, self)
+
+
+def register(
+    server: grpc.aio.Server, add_servicer: Callable[[Any, Any], None], servicer: object
+) -> None:
+    """Register ``servicer``'s methods on ``server`` from the method table the generated
+    ``add_<Service>Servicer_to_server`` (``add_servicer``) builds, with ``tolerant`` request
+    deserializers."""
+    table = _MethodTable()
+    add_servicer(servicer, table)
+    handlers = {
+        method: handler._replace(request_deserializer=tolerant(handler.request_deserializer))
+        for method, handler in table.handlers.items()
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(table.service, handlers),)
+    )
+    server.add_registered_method_handlers(table.service, handlers)
 
 
 class _MethodTable:

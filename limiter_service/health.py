@@ -3,7 +3,8 @@
 About once per interval a background task re-checks the backend (for Sentinel: asks the
 sentinels and confirms the master) and then runs the real decision path on a reserved key
 (``<prefix>:{__health__}:fw``): one round trip carrying a dry run and a write of one unit,
-with a TTL like every key. ``SERVING`` (for ``""`` and ``ratelimit.v1.RateLimiter``) means
+with a TTL like every key. ``SERVING`` (for ``""``, ``ratelimit.v1.RateLimiter`` and
+``envoy.service.ratelimit.v3.RateLimitService`` when it is served) means
 that probe succeeded and no decision in the last interval was answered by the failure mode;
 anything else is ``NOT_SERVING``. So a master that answers PING but refuses writes
 (NOREPLICAS, a demoted master, OOM, an expired master lease) is reported. Each change is
@@ -15,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from grpc_health.v1 import health, health_pb2
 
 from limiter_service.backends.base import Backend
 from limiter_service.decision import US_PER_SECOND, Algorithm, Hit, Policy
+from limiter_service.envoy import proto as envoy_proto
 from limiter_service.errors import BackendUnavailable
 from limiter_service.metrics import NO_METRICS, Metrics
 from limiter_service.timeouts import patient_timeout
@@ -28,6 +30,8 @@ from ratelimit_client import proto
 
 log = logging.getLogger(__name__)
 SERVICES = ("", proto.SERVICE_NAME)
+#: Reported as well when the Envoy Rate Limit Service is served (``LIMITER_ENVOY_CONFIG``).
+ENVOY_SERVICE = envoy_proto.SERVICE_NAME
 #: Health service name for liveness probes: SERVING from start until shutdown, whatever
 #: the backend does (restarting a limiter never brings Redis back).
 LIVENESS_SERVICE = "liveness"
@@ -48,7 +52,8 @@ class HealthReporter:
 
     ``last_fallback`` returns the ``time.monotonic()`` of the latest failure-mode answer
     (``None`` when there was none); one within the last interval counts against SERVING.
-    Each probe's result goes to ``metrics`` (the backend up or down).
+    Each probe's result goes to ``metrics`` (the backend up or down). ``services``: the
+    names reported (liveness's aside).
     """
 
     def __init__(
@@ -59,8 +64,10 @@ class HealthReporter:
         key_prefix: str,
         last_fallback: Callable[[], float | None] = lambda: None,
         metrics: Metrics = NO_METRICS,
+        services: Sequence[str] = SERVICES,
     ) -> None:
         self.servicer = health.aio.HealthServicer()
+        self._services = tuple(services)
         self._metrics = metrics
         self._backend = backend
         self._interval_s = interval_s
@@ -102,7 +109,7 @@ class HealthReporter:
             log.info("health: SERVING again, decisions succeed")
         if ok != self.serving:
             self.serving = ok
-            for service in SERVICES:
+            for service in self._services:
                 await self.servicer.set(service, _SERVING if ok else _NOT_SERVING)
         return ok
 

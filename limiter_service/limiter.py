@@ -256,6 +256,35 @@ class Limiter:
         self.metrics.decided(decisions)
         return decisions
 
+    async def decide_hits(
+        self,
+        hits: Sequence[Hit],
+        time_remaining_s: float | None = None,
+        peer: str = "",
+        *,
+        all_or_nothing: bool = False,
+    ) -> list[Decision]:
+        """Decide ``hits`` that the caller resolved itself (counters and policies that are
+        not in the policy set, e.g. Envoy rules) as ``decide`` decides requests: admission,
+        the deny cache, unlimited policies, the failure mode and metrics all apply, in one
+        backend round trip. ``all_or_nothing``: no hit consumes unless every hit of an
+        enforced policy fits. Raises ``InvalidRequest`` for more than ``MAX_BATCH`` hits and
+        ``Overloaded`` when the call is shed."""
+        if len(hits) > MAX_BATCH:
+            raise InvalidRequest(
+                f"{len(hits)} decisions in one call; the maximum is {MAX_BATCH}", "descriptors"
+            )
+        wait_s = self._decision_timeout_s
+        if time_remaining_s is not None:
+            wait_s = min(wait_s, time_remaining_s * _ADMISSION_WAIT_SHARE)
+        start = self._now()
+        async with self.admission.admit(peer, len(hits), wait_s):
+            if time_remaining_s is not None:
+                time_remaining_s -= self._now() - start
+            decisions = await self._decide_hits(list(hits), time_remaining_s)
+        self.metrics.decided(decisions)
+        return decisions
+
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 

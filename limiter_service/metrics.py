@@ -22,6 +22,7 @@ metric                                     labels                       recorded
 ``ratelimit_near_limit_total``             policy                       limiter.py
 ``ratelimit_deny_cache_answers_total``     policy                       limiter.py
 ``ratelimit_failure_mode_answers_total``   cause                        limiter.py
+``ratelimit_envoy_decisions_total``        domain, key, outcome         envoy/service.py
 ``ratelimit_rpc_duration_seconds``         method, code                 grpc_service.py
 ``ratelimit_backend_round_trip_seconds``   result                       batching.py
 ``ratelimit_backend_decisions_per_round_trip``  --                      batching.py
@@ -132,6 +133,12 @@ class Metrics(Protocol):
         """``count`` decisions were answered by the failure mode because of ``cause``."""
         ...
 
+    def envoy_decided(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Envoy descriptors answered, as ``(domain, key, outcome)``: the domain ("" when
+        unknown), the rule's metric key ("" when no rule decided) and an ``OUTCOMES`` value
+        or ``no_rule``, ``replaced``, ``unlimited``."""
+        ...
+
     def rpc(self, method: str, code: str, seconds: float) -> None:
         """An RPC of ``method`` (``ShouldAllow``, ...) ended with status ``code`` (a
         ``grpc.StatusCode`` name) after ``seconds`` in its handler."""
@@ -172,6 +179,9 @@ class NoMetrics:
         pass
 
     def fell_back(self, cause: FailureCause, count: int) -> None:
+        pass
+
+    def envoy_decided(self, rows: Sequence[tuple[str, str, str]]) -> None:
         pass
 
     def rpc(self, method: str, code: str, seconds: float) -> None:
@@ -239,6 +249,8 @@ class PrometheusMetrics:
         r = self.registry
         self._by_policy: dict[str, _PolicyCounts] = {}
         r.register(_DecisionCollector(self._by_policy, near_limit_ratio))
+        self._envoy: dict[tuple[str, str, str], int] = {}
+        r.register(_EnvoyCollector(self._envoy))
         fallbacks = Counter(
             "ratelimit_failure_mode_answers",
             "Decisions answered by the failure mode, by cause (timeout, unavailable, "
@@ -303,6 +315,11 @@ class PrometheusMetrics:
 
     def fell_back(self, cause: FailureCause, count: int) -> None:
         self._fallbacks[cause].inc(count)
+
+    def envoy_decided(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        counts = self._envoy
+        for row in rows:
+            counts[row] = counts.get(row, 0) + 1
 
     def rpc(self, method: str, code: str, seconds: float) -> None:
         child = self._by_rpc.get((method, code))
@@ -381,6 +398,25 @@ class _DecisionCollector(Collector):
         yield decisions
         yield near
         yield cached
+
+
+class _EnvoyCollector(Collector):
+    """``ratelimit_envoy_decisions_total`` from the counts by (domain, key, outcome)."""
+
+    def __init__(self, counts: dict[tuple[str, str, str], int]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "ratelimit_envoy_decisions",
+            "Envoy descriptors answered (ShouldRateLimit), by domain, rule key (values only "
+            "where the rule asks for detailed_metric or value_to_metric) and outcome "
+            "(those of ratelimit_decisions_total, and no_rule, replaced).",
+            labels=("domain", "key", "outcome"),
+        )
+        for labels, count in list(self._counts.items()):
+            family.add_metric(labels, count)
+        yield family
 
 
 class _StateCollector(Collector):

@@ -1,14 +1,18 @@
-"""Live policies: a changed file (watched) or SIGHUP reloads them, all or nothing.
+"""Live configuration: a changed file (watched) or SIGHUP reloads it, all or nothing.
 
-A reload reads and validates the whole file first (``load_policies``), then swaps the
-limiter's policy set in one assignment. Decisions already past validation keep the policy
-they resolved, so requests in flight finish under the set they started with. An invalid
-file keeps the old set; the error names the file, the policy and the field, and is logged
-once per distinct error (a broken file being edited is not a log flood).
+Two sources reload this way, each with its own ``FileReloader``: the policies file
+(``LIMITER_POLICIES``, ``PolicyReloader``) and the Envoy configuration
+(``LIMITER_ENVOY_CONFIG``, a file or a directory of them). A reload reads and validates the
+whole source first, then swaps it in with one assignment. Decisions already past
+validation keep what they resolved, so requests in flight finish under the configuration
+they started with. An invalid source keeps the old configuration; the error names the
+file and the field, and is logged once per distinct error (a broken file being edited is
+not a log flood).
 
-The watcher compares the file's ``stat`` (inode, size, modification time; symlinks
-followed, so a Kubernetes ConfigMap's swapped link counts) every ``interval_s``: a few
-syscalls per second, nothing per request.
+The watcher compares the source's ``stat`` (inode, size, modification time; symlinks
+followed, so a Kubernetes ConfigMap's swapped link counts; for a directory, every
+``*.yaml``/``*.yml`` file in it) every ``interval_s``: a few syscalls per second, nothing
+per request.
 """
 
 from __future__ import annotations
@@ -19,15 +23,17 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from limiter_service.errors import ConfigError
 from limiter_service.policies import PolicySet, load_policies
 
-__all__ = ["PolicyReloader"]
+__all__ = ["FileReloader", "PolicyReloader"]
 
 log = logging.getLogger(__name__)
-Signature = tuple[int, int, int, int] | None
+T = TypeVar("T")
+Stat = tuple[int, int, int, int] | None
+Signature = tuple[tuple[str, Stat], ...]
 
 
 class HoldsPolicies(Protocol):
@@ -36,7 +42,7 @@ class HoldsPolicies(Protocol):
     policies: PolicySet
 
 
-def _signature(path: Path) -> Signature:
+def _stat(path: Path) -> Stat:
     try:
         stat = os.stat(path)
     except OSError:
@@ -44,23 +50,38 @@ def _signature(path: Path) -> Signature:
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-class PolicyReloader:
-    """Reloads ``target.policies`` from ``path``; counts ``reloads`` by result
-    (``success``, ``error``) and calls ``on_reload(result)`` after each attempt."""
+def _signature(path: Path) -> Signature:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        return tuple((p.name, _stat(p)) for p in files)
+    return (("", _stat(path)),)
+
+
+class FileReloader(Generic[T]):
+    """Reloads what ``load(path)`` returns and hands it to ``apply``; counts ``reloads``
+    by result (``success``, ``error``) and calls ``on_reload(result)`` after each attempt.
+    ``what`` and ``noun`` name the source in the log ("policy reload ... refused, keeping
+    the current policies", "policies reloaded"); ``describe`` says what a new value holds."""
 
     def __init__(
         self,
-        target: HoldsPolicies,
         path: Path,
+        load: Callable[[Path], T],
+        apply: Callable[[T], None],
         *,
+        what: str,
+        noun: str,
+        describe: Callable[[T], str] = lambda value: "",
         interval_s: float = 1.0,
-        load: Callable[[Path], PolicySet] = load_policies,
         on_reload: Callable[[str], None] = lambda result: None,
     ) -> None:
-        self._target = target
         self._path = path
-        self._interval_s = interval_s
         self._load = load
+        self._apply = apply
+        self._what = what
+        self._noun = noun
+        self._describe = describe
+        self._interval_s = interval_s
         self._on_reload = on_reload
         self._seen = _signature(path)
         self._last_error = ""
@@ -68,25 +89,29 @@ class PolicyReloader:
         self.reloads = {"success": 0, "error": 0}
 
     def reload(self, trigger: str) -> bool:
-        """Load and swap now; returns whether the new set is in force."""
+        """Load and swap now; returns whether the new value is in force."""
         self._seen = _signature(self._path)
         try:
-            policies = self._load(self._path)
+            value = self._load(self._path)
         except ConfigError as exc:
             self.reloads["error"] += 1
             self._on_reload("error")
             if str(exc) != self._last_error:
                 self._last_error = str(exc)
                 log.error(
-                    "policy reload (%s) refused, keeping the current policies: %s", trigger, exc
+                    "%s reload (%s) refused, keeping the current %s: %s",
+                    self._what,
+                    trigger,
+                    self._noun,
+                    exc,
                 )
             return False
-        self._target.policies = policies
+        self._apply(value)
         self._last_error = ""
         self.reloads["success"] += 1
         self._on_reload("success")
         log.info(
-            "policies reloaded (%s) from %s: %s", trigger, self._path, ", ".join(policies.names)
+            "%s reloaded (%s) from %s: %s", self._noun, trigger, self._path, self._describe(value)
         )
         return True
 
@@ -97,7 +122,7 @@ class PolicyReloader:
                 self.reload("file changed")
 
     def start(self) -> None:
-        """Watch the file (``interval_s`` 0: only SIGHUP reloads)."""
+        """Watch the source (``interval_s`` 0: only SIGHUP reloads)."""
         if self._interval_s > 0:
             self._task = asyncio.ensure_future(self._watch())
 
@@ -106,3 +131,30 @@ class PolicyReloader:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class PolicyReloader(FileReloader[PolicySet]):
+    """Reloads ``target.policies`` from the policies file at ``path``."""
+
+    def __init__(
+        self,
+        target: HoldsPolicies,
+        path: Path,
+        *,
+        interval_s: float = 1.0,
+        load: Callable[[Path], PolicySet] = load_policies,
+        on_reload: Callable[[str], None] = lambda result: None,
+    ) -> None:
+        def apply(policies: PolicySet) -> None:
+            target.policies = policies
+
+        super().__init__(
+            path,
+            load,
+            apply,
+            what="policy",
+            noun="policies",
+            describe=lambda policies: ", ".join(policies.names),
+            interval_s=interval_s,
+            on_reload=on_reload,
+        )

@@ -27,15 +27,18 @@ from limiter_service.backends.sentinel import SentinelConnector
 from limiter_service.connections import connection_options
 from limiter_service.decision import Algorithm
 from limiter_service.deny_cache import DenyCache
+from limiter_service.envoy import proto as envoy_proto
+from limiter_service.envoy.config import EnvoyConfig, load_envoy_config
+from limiter_service.envoy.service import EnvoyRateLimitService
 from limiter_service.errors import ConfigError
 from limiter_service.grpc_service import MAX_MESSAGE_BYTES, RateLimiterService
-from limiter_service.health import HealthReporter
+from limiter_service.health import ENVOY_SERVICE, SERVICES, HealthReporter
 from limiter_service.limiter import Limiter
 from limiter_service.memory import MemoryTrimmer
 from limiter_service.metrics import NO_METRICS, Metrics, MetricsEndpoint, PrometheusMetrics
 from limiter_service.policies import PolicySet, default_policies, load_policies
 from limiter_service.reflection import enable_reflection
-from limiter_service.reload import PolicyReloader
+from limiter_service.reload import FileReloader, PolicyReloader
 from limiter_service.settings import BackendKind, Settings, load_settings
 from limiter_service.tls import reload_handler, server_tls
 from ratelimit_client import proto
@@ -100,6 +103,34 @@ def build_policies(settings: Settings) -> PolicySet:
     return default_policies(settings.rate_limit, settings.time_window)
 
 
+def build_envoy_config(settings: Settings) -> EnvoyConfig | None:
+    """The Envoy configuration (``LIMITER_ENVOY_CONFIG``), or ``None`` when unset (the Envoy
+    service is then not served)."""
+    if settings.envoy_config is None:
+        return None
+    return load_envoy_config(settings.envoy_config)
+
+
+def envoy_reloader(
+    service: EnvoyRateLimitService, path: Path, settings: Settings, metrics: Metrics
+) -> FileReloader[EnvoyConfig]:
+    """Reloads ``service``'s configuration from ``path`` (watched as the policies file is)."""
+
+    def apply(config: EnvoyConfig) -> None:
+        service.config = config
+
+    return FileReloader(
+        path,
+        load_envoy_config,
+        apply,
+        what="envoy config",
+        noun="envoy config",
+        describe=lambda config: "domains " + ", ".join(config.domains),
+        interval_s=settings.policies_watch_ms / 1000,
+        on_reload=metrics.reloaded,
+    )
+
+
 def build_metrics(settings: Settings) -> Metrics:
     """Prometheus metrics, or ``NO_METRICS`` when ``LIMITER_METRICS_LISTEN`` is empty
     (nothing recorded either)."""
@@ -151,19 +182,26 @@ def build_limiter(settings: Settings, metrics: Metrics = NO_METRICS) -> Limiter:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then drain in-flight RPCs and return; on SIGHUP, reload
-    the TLS certificates (``limiter_service.tls``) and the policies file
-    (``limiter_service.reload``, which also watches the file)."""
+    the TLS certificates (``limiter_service.tls``), the policies file and the Envoy
+    configuration (``limiter_service.reload``, which also watches them)."""
     tls = server_tls(settings)
     metrics = build_metrics(settings)
+    envoy_config = build_envoy_config(settings)
     limiter = build_limiter(settings, metrics)
-    reloader = None
+    reloaders: list[FileReloader[PolicySet] | FileReloader[EnvoyConfig]] = []
     if settings.policies_file is not None:
-        reloader = PolicyReloader(
-            limiter,
-            settings.policies_file,
-            interval_s=settings.policies_watch_ms / 1000,
-            on_reload=metrics.reloaded,
+        reloaders.append(
+            PolicyReloader(
+                limiter,
+                settings.policies_file,
+                interval_s=settings.policies_watch_ms / 1000,
+                on_reload=metrics.reloaded,
+            )
         )
+    envoy = None
+    if envoy_config is not None and settings.envoy_config is not None:
+        envoy = EnvoyRateLimitService(limiter, envoy_config, settings.key_prefix)
+        reloaders.append(envoy_reloader(envoy, settings.envoy_config, settings, metrics))
     health = HealthReporter(
         limiter.backend,
         interval_s=settings.health_interval_ms / 1000,
@@ -173,6 +211,7 @@ async def serve(settings: Settings) -> None:
         key_prefix=settings.key_prefix,
         last_fallback=lambda: limiter.fallbacks.last_at,
         metrics=metrics,
+        services=SERVICES if envoy is None else (*SERVICES, ENVOY_SERVICE),
     )
     server = grpc.aio.server(
         options=[
@@ -182,9 +221,14 @@ async def serve(settings: Settings) -> None:
         ]
     )
     RateLimiterService(limiter).add_to(server)
+    if envoy is not None:
+        envoy.add_to(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if settings.reflection:
-        enable_reflection(server, (proto.SERVICE_NAME, "grpc.health.v1.Health"))
+        served: tuple[str, ...] = (proto.SERVICE_NAME, "grpc.health.v1.Health")
+        if envoy is not None:
+            served += (envoy_proto.SERVICE_NAME,)
+        enable_reflection(server, served)
     try:
         if tls is None:
             server.add_insecure_port(settings.listen)
@@ -222,6 +266,7 @@ async def serve(settings: Settings) -> None:
                 "reflection": settings.reflection,
                 "metrics": settings.metrics_listen or "off",
                 "deny_cache_size": settings.deny_cache_size,
+                "envoy_domains": list(envoy.config.domains) if envoy is not None else None,
             }
         )
     )
@@ -233,16 +278,16 @@ async def serve(settings: Settings) -> None:
 
     def on_sighup() -> None:
         reload_tls()
-        if reloader is not None:
+        for reloader in reloaders:
             reloader.reload("SIGHUP")
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    if reloader is not None:
+    for reloader in reloaders:
         reloader.start()
     await stop.wait()
     log.info("stopping: finishing in-flight RPCs (grace %.1fs)", settings.shutdown_grace_s)
     await health.shutdown()
-    if reloader is not None:
+    for reloader in reloaders:
         await reloader.stop()
     await trimmer.stop()
     await server.stop(settings.shutdown_grace_s)
@@ -252,30 +297,50 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
-def check_config(paths: list[str]) -> int:
-    """``limiter-service check-config FILE...``: validate policies files as a reload would;
-    0 when all are valid, 2 with the error (file, policy, field) otherwise."""
-    if not paths:
-        print("usage: limiter-service check-config FILE [FILE...]", file=sys.stderr)
+def check_config(args: list[str]) -> int:
+    """``limiter-service check-config [--envoy PATH]... [FILE]...``: validate policies files,
+    and with ``--envoy`` Envoy configuration files or directories, as a reload would; 0 when
+    all are valid, 2 with the error (file, then policy and field or the path in the tree)
+    otherwise."""
+    usage = "usage: limiter-service check-config [--envoy FILE_OR_DIR]... [FILE]..."
+    policies: list[str] = []
+    envoy: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--envoy":
+            path = next(rest, None)
+            if path is None:
+                print(usage, file=sys.stderr)
+                return 2
+            envoy.append(path)
+        else:
+            policies.append(arg)
+    if not policies and not envoy:
+        print(usage, file=sys.stderr)
         return 2
-    for path in paths:
-        try:
-            policies = load_policies(Path(path))
-        except ConfigError as exc:
-            print(f"invalid: {exc}", file=sys.stderr)
-            return 2
-        print(f"ok: {path}: {len(policies.names)} policies ({', '.join(policies.names)})")
+    try:
+        for path in policies:
+            loaded = load_policies(Path(path))
+            print(f"ok: {path}: {len(loaded.names)} policies ({', '.join(loaded.names)})")
+        for path in envoy:
+            config = load_envoy_config(Path(path))
+            rules = sum(1 for _ in config.rules())
+            print(f"ok: {path}: {rules} rules in domains {', '.join(config.domains)}")
+    except ConfigError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console script ``limiter-service`` (``check-config FILE...`` validates files)."""
+    """Console script ``limiter-service`` (``check-config ...`` validates files)."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "check-config":
         return check_config(args[1:])
     if args:
         print(
-            f"unknown arguments {args}; usage: limiter-service [check-config FILE...]",
+            f"unknown arguments {args}; usage: limiter-service [check-config "
+            "[--envoy FILE_OR_DIR]... [FILE]...]",
             file=sys.stderr,
         )
         return 2

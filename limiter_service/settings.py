@@ -53,6 +53,8 @@ class Settings(BaseSettings):
         4, ge=2, le=1024, validation_alias=_env("REDIS_MAX_CONNECTIONS")
     )
     policies_file: Path | None = Field(None, validation_alias=_env("LIMITER_POLICIES"))
+    # envoyproxy/ratelimit YAML: a file or a directory of *.yaml/*.yml (limiter_service.envoy).
+    envoy_config: Path | None = Field(None, validation_alias=_env("LIMITER_ENVOY_CONFIG"))
     policies_watch_ms: int = Field(
         1000, ge=0, le=3_600_000, validation_alias=_env("LIMITER_POLICIES_WATCH_MS")
     )
@@ -148,7 +150,7 @@ class Settings(BaseSettings):
             hosts.append((host.strip("[]"), int(port)))
         return hosts
 
-    @field_validator("tls_cert", "tls_key", "tls_client_ca", mode="before")
+    @field_validator("tls_cert", "tls_key", "tls_client_ca", "envoy_config", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

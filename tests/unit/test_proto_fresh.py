@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from limiter_service.envoy import proto as envoy_proto
 from ratelimit_client import proto
 
 REPO = Path(__file__).resolve().parents[2]
 # A unary-unary call or handler built by hand (the reflection service's own is stream-stream).
 TABLE_CALL = re.compile(r"\bunary_unary\w*\(")
-METHOD_PATH = f"/{proto.SERVICE_NAME}/"
+METHOD_PATHS = (f"/{proto.SERVICE_NAME}/", f"/{envoy_proto.SERVICE_NAME}/")
 
 
 def _generator() -> ModuleType:
@@ -33,8 +34,9 @@ def test_generated_code_is_not_stale(tmp_path: Path) -> None:
     assert written, "nothing generated"
     names = {path.name for path in written}
     assert {"ratelimit_pb2.py", "ratelimit_pb2.pyi", "ratelimit_pb2_grpc.py"} <= names
+    assert {"rls_pb2.py", "rls_pb2.pyi", "rls_pb2_grpc.py"} <= names
     for fresh in written:
-        committed = generator.GEN_DIR / fresh.relative_to(tmp_path)
+        committed = REPO / fresh.relative_to(tmp_path)
         assert committed.exists(), f"{committed} is missing: run `make proto`"
         assert committed.read_bytes() == fresh.read_bytes(), (
             f"{committed} is stale: run `make proto`"
@@ -52,6 +54,85 @@ def test_no_hand_written_method_tables_outside_the_generated_package() -> None:
         # The reflection test calls by a path it discovered, as grpcurl does.
         if TABLE_CALL.search(text) and path.name != "test_reflection.py":
             offenders.append(f"{relative}: a hand-built method")
-        if METHOD_PATH in text:
+        if any(method_path in text for method_path in METHOD_PATHS):
             offenders.append(f"{relative}: a method path")
     assert offenders == []
+
+
+def test_envoy_contract_is_generated_into_the_server_not_the_client() -> None:
+    """Envoy's API ships with the server only: the client wheel stays lean."""
+    generator = _generator()
+    client_gen = REPO / generator.GEN_DIR.relative_to(generator.REPO_ROOT)
+    assert not list(client_gen.rglob("rls_pb2.py"))
+    rls_module = envoy_proto.RateLimitServiceStub.__module__
+    assert rls_module.startswith("limiter_service.envoy._gen.")
+    assert importlib.util.find_spec("envoy") is None  # no top-level package to shadow others
+
+
+def test_envoy_field_numbers_match_envoys_api() -> None:
+    """The numbers Envoy puts on the wire (checked against Envoy's published descriptors)."""
+    numbers = {
+        field.full_name: field.number
+        for message in (
+            envoy_proto.RateLimitRequest,
+            envoy_proto.RateLimitDescriptor,
+            envoy_proto.RateLimitDescriptor.Entry,
+            envoy_proto.RateLimitDescriptor.RateLimitOverride,
+            envoy_proto.RateLimitResponse,
+            envoy_proto.RateLimitResponse.RateLimit,
+            envoy_proto.RateLimitResponse.DescriptorStatus,
+            envoy_proto.HeaderValue,
+        )
+        for field in message.DESCRIPTOR.fields
+    }
+    request, descriptor = (
+        "envoy.service.ratelimit.v3.RateLimitRequest",
+        ("envoy.extensions.common.ratelimit.v3.RateLimitDescriptor"),
+    )
+    response = "envoy.service.ratelimit.v3.RateLimitResponse"
+    assert numbers == {
+        f"{request}.domain": 1,
+        f"{request}.descriptors": 2,
+        f"{request}.hits_addend": 3,
+        f"{descriptor}.entries": 1,
+        f"{descriptor}.limit": 2,
+        f"{descriptor}.hits_addend": 3,
+        f"{descriptor}.Entry.key": 1,
+        f"{descriptor}.Entry.value": 2,
+        f"{descriptor}.RateLimitOverride.requests_per_unit": 1,
+        f"{descriptor}.RateLimitOverride.unit": 2,
+        f"{response}.overall_code": 1,
+        f"{response}.statuses": 2,
+        f"{response}.response_headers_to_add": 3,
+        f"{response}.request_headers_to_add": 4,
+        f"{response}.raw_body": 5,
+        f"{response}.dynamic_metadata": 6,
+        f"{response}.RateLimit.name": 3,
+        f"{response}.RateLimit.requests_per_unit": 1,
+        f"{response}.RateLimit.unit": 2,
+        f"{response}.DescriptorStatus.code": 1,
+        f"{response}.DescriptorStatus.current_limit": 2,
+        f"{response}.DescriptorStatus.limit_remaining": 3,
+        f"{response}.DescriptorStatus.duration_until_reset": 4,
+        "envoy.config.core.v3.HeaderValue.key": 1,
+        "envoy.config.core.v3.HeaderValue.value": 2,
+        "envoy.config.core.v3.HeaderValue.raw_value": 3,
+    }
+    unit = envoy_proto.RateLimitResponse.RateLimit.Unit
+    assert {name: number for name, number in unit.items()} == {
+        "UNKNOWN": 0,
+        "SECOND": 1,
+        "MINUTE": 2,
+        "HOUR": 3,
+        "DAY": 4,
+        "MONTH": 5,
+        "YEAR": 6,
+        "WEEK": 7,
+    }
+    code = envoy_proto.RateLimitResponse.Code
+    assert {name: number for name, number in code.items()} == {
+        "UNKNOWN": 0,
+        "OK": 1,
+        "OVER_LIMIT": 2,
+    }
+    assert envoy_proto.SERVICE_NAME == "envoy.service.ratelimit.v3.RateLimitService"

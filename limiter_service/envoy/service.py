@@ -1,0 +1,248 @@
+"""``envoy.service.ratelimit.v3.RateLimitService`` on top of ``Limiter``.
+
+One ``ShouldRateLimit`` call: validate the request, find each descriptor's rule
+(``EnvoyConfig.match``), drop the limits other matched rules ``replaces``, and decide every
+remaining descriptor in one ``Limiter.decide_hits`` call, all or nothing (a request that
+ends OVER_LIMIT consumes nothing). Answers, per descriptor and in order:
+
+=========================================  ==========  ===================================
+descriptor                                 code        current_limit, limit_remaining
+=========================================  ==========  ===================================
+no rule (unknown domain, no match, or      OK          none, 0
+replaced by another matched rule)
+``unlimited`` rule (never touches Redis)   OK          none, 4294967295
+within its limit                           OK          the rule's, what is left
+over its limit (``requests_per_unit: 0``   OVER_LIMIT  the rule's, what is left
+always is; so is a cost above the limit)
+over, under ``shadow_mode``                OK          the rule's (metrics count it)
+fitted, but another descriptor was over    OK          the rule's, what is left without
+                                                       this request's hits
+backend down, failure mode ``open``        OK          the rule's, 0
+backend down, failure mode ``closed``      OVER_LIMIT  the rule's, 0
+=========================================  ==========  ===================================
+
+``overall_code`` is OVER_LIMIT when any descriptor is. ``duration_until_reset`` is the time
+until the counter frees what was asked: the end of the window for a fixed window (windows
+are aligned to the Unix epoch, as upstream aligns them), the retry time for a denial
+otherwise. Errors (``status_for``): INVALID_ARGUMENT for an empty ``domain``, no
+``descriptors``, a descriptor without entries or an entry with an empty key, and a ``limit``
+override with an unknown unit; RESOURCE_EXHAUSTED when shed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import grpc
+
+from limiter_service.decision import US_PER_SECOND, Algorithm, Decision, Hit, Policy, Reason
+from limiter_service.envoy import proto
+from limiter_service.envoy.config import UNIT_SECONDS, EnvoyConfig, Rule, escaped
+from limiter_service.errors import InvalidRequest
+from limiter_service.grpc_service import _mapped, peer_address, register
+from limiter_service.limiter import _ALGORITHM_TAG, Limiter
+from limiter_service.metrics import OUTCOMES, Metrics
+
+__all__ = ["EnvoyRateLimitService"]
+
+MAX_UINT32 = 2**32 - 1
+_Code = proto.RateLimitResponse.Code
+_Unit = proto.RateLimitResponse.RateLimit.Unit
+_OVER = (Reason.OVER_LIMIT, Reason.FAIL_CLOSED)
+# Counters named by longer descriptors are named by a digest instead (bounded key size).
+_MAX_COUNTER_CHARS = 256
+_UNIT_CODES: dict[str, int] = {
+    "second": _Unit.SECOND,
+    "minute": _Unit.MINUTE,
+    "hour": _Unit.HOUR,
+    "day": _Unit.DAY,
+    "week": _Unit.WEEK,
+    "month": _Unit.MONTH,
+    "year": _Unit.YEAR,
+}
+_OVERRIDE_UNITS = {code: unit for unit, code in _UNIT_CODES.items()}
+
+
+class _Limited(NamedTuple):
+    """A descriptor that has a limit: its rule (``None`` for a request's override), the
+    unit and ``name`` to report, and the metric key."""
+
+    hit: Hit
+    rule: Rule | None
+    unit: str
+    name: str
+    metric_key: str
+
+
+class EnvoyRateLimitService(proto.RateLimitServiceServicer):
+    """Handlers for ``envoy.service.ratelimit.v3.RateLimitService``; ``config`` is the
+    Envoy configuration in force (a reload assigns a new one). Time and status of each call
+    go to ``metrics`` (default: the limiter's), decisions by domain and rule key too."""
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        config: EnvoyConfig,
+        key_prefix: str = "rl",
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._limiter = limiter
+        self.config = config
+        self._prefix = key_prefix
+        self.metrics = metrics if metrics is not None else limiter.metrics
+
+    @_mapped(batch=False)
+    async def ShouldRateLimit(
+        self, request: proto.RateLimitRequest, context: grpc.aio.ServicerContext
+    ) -> proto.RateLimitResponse:
+        plan = self.plan(request)
+        limited = [item for item in plan if isinstance(item, _Limited)]
+        decisions = await self._limiter.decide_hits(
+            [item.hit for item in limited],
+            context.time_remaining(),
+            peer_address(context.peer()),
+            all_or_nothing=True,
+        )
+        answers = iter(decisions)
+        response = proto.RateLimitResponse(overall_code=_Code.OK)
+        add = response.statuses.add
+        rows: list[tuple[str, str, str]] = []
+        domain = request.domain if self.config.knows(request.domain) else ""
+        for item in plan:
+            status = add()
+            if isinstance(item, _Limited):
+                decision = next(answers)
+                _fill(status, item, decision)
+                if status.code == _Code.OVER_LIMIT:
+                    response.overall_code = _Code.OVER_LIMIT
+                rows.append((domain, item.metric_key, _outcome(decision)))
+            else:
+                status.code = _Code.OK
+                if item == "unlimited":
+                    status.limit_remaining = MAX_UINT32
+                rows.append((domain, "", item))
+        self.metrics.envoy_decided(rows)
+        return response
+
+    def plan(self, request: proto.RateLimitRequest) -> list[_Limited | str]:
+        """Validate ``request`` and say, per descriptor, what decides it: a hit to count, or
+        why nothing is counted (``no_rule``, ``replaced``, ``unlimited``). Raises
+        ``InvalidRequest`` naming the field (``descriptors[1].entries[0].key``)."""
+        domain = request.domain
+        if not domain:
+            raise InvalidRequest("domain must not be empty", "domain")
+        if not request.descriptors:
+            raise InvalidRequest("descriptors must not be empty", "descriptors")
+        config = self.config
+        known = config.knows(domain)
+        plan: list[_Limited | str] = []
+        replaced: set[str] = set()
+        for index, descriptor in enumerate(request.descriptors):
+            entries = _entries(descriptor, index)
+            if not known:
+                plan.append("no_rule")
+                continue
+            cost = request.hits_addend
+            if descriptor.HasField("hits_addend"):
+                cost = min(descriptor.hits_addend.value, MAX_UINT32)
+            cost = cost or 1
+            match = config.match(domain, entries)
+            if descriptor.HasField("limit"):
+                plan.append(self._overridden(domain, entries, descriptor.limit, cost, index))
+                continue
+            if match is None:
+                plan.append("no_rule")
+                continue
+            rule = match.rule
+            if rule.unlimited:
+                plan.append("unlimited")
+                continue
+            replaced.update(rule.replaces)
+            policy = rule.policy
+            hit = Hit(
+                self._storage_key(match.counter, policy, ""), policy, _cost(cost, policy), False
+            )
+            plan.append(_Limited(hit, rule, rule.unit, rule.name, match.metric_key))
+        if replaced:
+            plan = [
+                "replaced"
+                if isinstance(item, _Limited) and item.rule and item.rule.name in replaced
+                else item
+                for item in plan
+            ]
+        return plan
+
+    def _overridden(
+        self,
+        domain: str,
+        entries: Sequence[tuple[str, str]],
+        limit: proto.RateLimitDescriptor.RateLimitOverride,
+        cost: int,
+        index: int,
+    ) -> _Limited:
+        """The request's own limit for a descriptor: a fixed window of its own (never
+        shadow), whatever rule the descriptor matches, as upstream does."""
+        unit = _OVERRIDE_UNITS.get(limit.unit)
+        if unit is None:
+            raise InvalidRequest(
+                f"limit.unit {limit.unit} is not a unit (SECOND .. YEAR)",
+                f"descriptors[{index}].limit.unit",
+            )
+        rpu = limit.requests_per_unit
+        key = ".".join((domain, *(entry_key for entry_key, _ in entries)))
+        policy = Policy(key, rpu, UNIT_SECONDS[unit] * US_PER_SECOND, Algorithm.FIXED_WINDOW, rpu)
+        counter = "|".join((escaped(domain), *(f"{escaped(k)}={escaped(v)}" for k, v in entries)))
+        storage_key = self._storage_key(counter, policy, f":o{rpu}/{unit}")
+        return _Limited(Hit(storage_key, policy, _cost(cost, policy), False), None, unit, "", key)
+
+    def _storage_key(self, counter: str, policy: Policy, suffix: str) -> str:
+        if len(counter) > _MAX_COUNTER_CHARS:
+            counter = "#" + hashlib.sha256(counter.encode()).hexdigest()
+        return f"{self._prefix}:{{envoy/{counter}}}:{_ALGORITHM_TAG[policy.algorithm]}{suffix}"
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Register ``ShouldRateLimit`` on ``server`` (``grpc_service.register``)."""
+        register(server, proto.add_RateLimitServiceServicer_to_server, self)
+
+
+def _entries(descriptor: proto.RateLimitDescriptor, index: int) -> list[tuple[str, str]]:
+    if not descriptor.entries:
+        raise InvalidRequest(
+            f"descriptors[{index}] has no entries", f"descriptors[{index}].entries"
+        )
+    entries = []
+    for position, entry in enumerate(descriptor.entries):
+        if not entry.key:
+            field = f"descriptors[{index}].entries[{position}].key"
+            raise InvalidRequest(f"{field} must not be empty", field)
+        entries.append((entry.key, entry.value))
+    return entries
+
+
+def _cost(cost: int, policy: Policy) -> int:
+    """A cost above what the policy can ever grant is denied like upstream denies it (over
+    the limit, consuming nothing); capping it keeps the scripts' numbers small."""
+    return min(cost, policy.capacity + 1)
+
+
+def _outcome(decision: Decision) -> str:
+    return OUTCOMES.get(decision.reason) or decision.reason.name.lower()
+
+
+def _fill(
+    status: proto.RateLimitResponse.DescriptorStatus, item: _Limited, decision: Decision
+) -> None:
+    status.code = _Code.OVER_LIMIT if decision.reason in _OVER else _Code.OK
+    limit = status.current_limit
+    limit.requests_per_unit = item.hit.policy.limit
+    limit.unit = _UNIT_CODES[item.unit]  # type: ignore[assignment]
+    limit.name = item.name
+    status.limit_remaining = min(max(decision.remaining, 0), MAX_UINT32)
+    wait_us = decision.reset_after_us
+    if not decision.allowed and decision.retry_after_us > 0:
+        wait_us = decision.retry_after_us
+    seconds, rest = divmod(max(wait_us, 0), US_PER_SECOND)
+    status.duration_until_reset.seconds = seconds
+    status.duration_until_reset.nanos = rest * 1000
