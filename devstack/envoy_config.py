@@ -24,6 +24,7 @@ import yaml
 
 __all__ = [
     "RATE_LIMIT_CLUSTER",
+    "RLS_SERVICE",
     "UPSTREAM_CLUSTER",
     "Action",
     "EdgeSettings",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 RATE_LIMIT_CLUSTER = "rate_limit_service"
+RLS_SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
+"""The service Envoy calls, also the ``grpc.health.v1`` name our limiters report it under."""
 UPSTREAM_CLUSTER = "upstream"
 
 _FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit"
@@ -45,6 +48,9 @@ _HCM_TYPE = (
 )
 _ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 _HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_PREVIOUS_HOSTS_TYPE = (
+    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+)
 _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
@@ -136,7 +142,8 @@ class EdgeSettings:
     limiters cannot be reached or answer an error, Envoy answers 500 (true) or lets the
     request through (false, Envoy's default). ``timeout_ms`` bounds one decision, retries
     included. ``health_service`` is the ``grpc.health.v1`` name the limiters are probed
-    with (``""``: the server's overall health). ``routes`` are matched in order.
+    with (``""``: the server's overall health; our limiters report ``RLS_SERVICE``).
+    ``routes`` are matched in order.
     """
 
     listen: tuple[str, int]
@@ -146,7 +153,7 @@ class EdgeSettings:
     domain: str = "edge"
     failure_mode_deny: bool = False
     timeout_ms: int = 500
-    health_service: str = ""
+    health_service: str = RLS_SERVICE
     health_interval_ms: int = 1000
     routes: tuple[Route, ...] = field(default_factory=_default_routes)
 
@@ -203,6 +210,9 @@ def _cluster(
         },
     }
     if http2:
+        # Envoy allows 3 retries in flight per cluster by default: too few when a replica
+        # dies under a busy edge, and each call retries at most twice anyway.
+        cluster["circuit_breakers"] = {"thresholds": [{"max_retries": 1024}]}
         cluster["typed_extension_protocol_options"] = {
             _HTTP_OPTIONS_KEY: {
                 "@type": _HTTP_OPTIONS_TYPE,
@@ -236,16 +246,21 @@ def _rate_limit_filter(settings: EdgeSettings) -> dict[str, Any]:
             "rate_limit_service": {
                 "transport_api_version": "V3",
                 "grpc_service": {
-                    "envoy_grpc": {
-                        "cluster_name": RATE_LIMIT_CLUSTER,
-                        # A replica that is gone (connection refused or reset) costs one
-                        # retry on another, not a failure-mode answer.
-                        "retry_policy": {
-                            "retry_on": "connect-failure,refused-stream,reset,unavailable",
-                            "num_retries": 2,
-                        },
-                    },
+                    "envoy_grpc": {"cluster_name": RATE_LIMIT_CLUSTER},
                     "timeout": f"{settings.timeout_ms / 1000:g}s",
+                    # A replica that is gone (connection refused or reset, calls in flight
+                    # on it lost) costs a retry on another, not a failure-mode answer.
+                    "retry_policy": {
+                        "retry_on": "connect-failure,refused-stream,reset,unavailable",
+                        "num_retries": 2,
+                        "retry_host_predicate": [
+                            {
+                                "name": "envoy.retry_host_predicates.previous_hosts",
+                                "typed_config": {"@type": _PREVIOUS_HOSTS_TYPE},
+                            }
+                        ],
+                        "host_selection_retry_max_attempts": 3,
+                    },
                 },
             },
         },

@@ -1,5 +1,6 @@
 """Envoy's ``failure_mode_deny`` with our limiter stopped: true answers 500, false lets every
-request through, and the filter's own counters say which path each request took."""
+request through, and the filter's own counters say which path each request took (while the
+limiter ran, it decided: ``ok``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from devstack import ProcessGroup, free_port, start_limiter
 from devstack.envoy_config import RATE_LIMIT_CLUSTER
-from tests.envoy.harness import filter_stats, start_edge, start_upstream
+from tests.envoy.harness import DOMAIN, LIMITS_FILE, filter_stats, start_edge, start_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -23,15 +24,19 @@ REQUESTS = 10
 )
 def test_limiter_stopped(processes: ProcessGroup, tmp_path: Path, deny: bool, status: int) -> None:
     upstream = start_upstream(processes)
-    limiter = start_limiter(processes, "limiter", free_port(), {"LIMITER_BACKEND": "memory"})
+    env = {"LIMITER_BACKEND": "memory", "LIMITER_ENVOY_CONFIG": str(LIMITS_FILE)}
+    limiter = start_limiter(processes, "limiter", free_port(), env)
     envoy = start_edge(
         processes,
         tmp_path,
         limiters=[limiter.address],
         upstreams=[upstream.address],
+        domain=DOMAIN,
         failure_mode_deny=deny,
     )
     envoy.wait_healthy(RATE_LIMIT_CLUSTER, 1)
+    assert envoy.get("/limited")[0] == 200
+    assert filter_stats(envoy)["ok"] == 1
 
     limiter.process.terminate()
     before = filter_stats(envoy)
