@@ -24,7 +24,7 @@ from bench.cpu import OTHERS, CpuWindow, cores, us_per
 from bench.options import POLICY, BenchOptions
 from bench.report import Kind, ScenarioResult
 from devstack import StandaloneRedis
-from limiter_service.backends.scripts import load_scripts
+from limiter_service.backends.scripts import ALGORITHM_CODES, load_script
 from limiter_service.decision import Algorithm
 from limiter_service.policies import parse_window
 
@@ -79,18 +79,18 @@ def run_redis_benchmark(
     clients = options.batch_concurrency if batch_size > 1 else options.concurrency
     keys, limit = options.keys, options.policy_limit
     window_us = parse_window(options.policy_window)
-    script = load_scripts()[Algorithm.FIXED_WINDOW]
+    script = load_script()
+    # Per hit: fixed window, limit, window, cost 1, no flags, no group (``scripts``).
+    per_hit = [ALGORITHM_CODES[Algorithm.FIXED_WINDOW], limit, window_us, 1, 0, 0]
     with server.client() as client:
         client.script_load(script.source)
         probe = [f"rl:{{{POLICY}:bench:user:probe{i}}}:fw" for i in range(batch_size)]
-        reply = client.evalsha(
-            script.sha, batch_size, *probe, *[limit, window_us, 1, 0] * batch_size
-        )
+        reply = client.evalsha(script.sha, batch_size, *probe, *per_hit * batch_size)
     if not isinstance(reply, list) or len(reply) != 4 * batch_size or reply[0] != 1:
         raise RuntimeError(f"{Algorithm.FIXED_WINDOW}.lua answered {reply!r}")
     key = f"rl:{{{POLICY}:bench:user:__rand_int__}}:fw"
     command = ["EVALSHA", script.sha, str(batch_size), *[key] * batch_size]
-    command += [str(limit), str(window_us), "1", "0"] * batch_size
+    command += [str(number) for number in per_hit] * batch_size
     probe_requests = max(_PROBE_REQUESTS // batch_size, clients * 2)
     rate = parse_csv(_run(server, clients, keys, probe_requests, command))[0]
     requests = min(max(int(rate * options.duration_s), clients), _MAX_REQUESTS)

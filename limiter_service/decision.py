@@ -41,6 +41,7 @@ class Reason(enum.IntEnum):
     FAIL_CLOSED = 4
     SHADOW_OVER_LIMIT = 5
     UNLIMITED = 6
+    NOT_ALL_ALLOWED = 7
 
 
 _GLOB_CHARS = frozenset("*?[")
@@ -123,21 +124,28 @@ class Policy:
 
 
 class Hit(NamedTuple):
-    """One request as a backend sees it: which counter, under which policy, for how much."""
+    """One request as a backend sees it: which counter, under which policy, for how much.
+
+    ``group`` 0: decided on its own. Hits sharing another ``group`` are all-or-nothing: they
+    are adjacent in a backend call and consume only if none of them whose policy is
+    enforced (not shadow) is denied (``groups``)."""
 
     storage_key: str
     policy: Policy
     cost: int
     dry_run: bool
+    group: int = 0
 
 
 class Verdict(NamedTuple):
-    """A backend's answer for one hit."""
+    """A backend's answer for one hit. ``held``: the hit fitted but was not consumed because
+    another hit of its all-or-nothing group was denied (``allowed`` is then false)."""
 
     allowed: bool
     remaining: int
     reset_after_us: int
     retry_after_us: int
+    held: bool = False
 
 
 class Decision(NamedTuple):

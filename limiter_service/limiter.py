@@ -8,7 +8,8 @@ refused request never reaches Redis.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from limiter_service.admission import Admission
@@ -142,6 +143,7 @@ class Limiter:
         self._failure_mode = failure_mode
         self._decision_timeout_s = decision_timeout_s
         self.fallbacks = FallbackLog(failure_mode.value)
+        self._groups = itertools.count(1)
 
     @property
     def policies(self) -> PolicySet:
@@ -230,6 +232,8 @@ class Limiter:
         requests: Sequence[RequestLike],
         time_remaining_s: float | None = None,
         peer: str = "",
+        *,
+        all_or_nothing: bool = False,
     ) -> list[Decision]:
         """Decide ``requests`` in order, in one backend round trip.
 
@@ -240,21 +244,24 @@ class Limiter:
         its deadline. Raises ``InvalidRequest`` for an oversized batch, ``Overloaded`` when
         the call is shed, then ``InvalidRequest``/``UnknownPolicy``, all before touching
         the backend.
+
+        ``all_or_nothing``: ``requests`` are one group; each is decided in order as without
+        it, but nothing is consumed unless none is denied (shadow and unlimited policies
+        never block). Requests denied are ``OVER_LIMIT``; those that fitted and were not
+        consumed ``NOT_ALL_ALLOWED`` (README, "All-or-nothing batches"). A group the deny
+        cache knows to be denied is answered here; on a backend failure the failure mode
+        answers the whole group.
         """
         if len(requests) > MAX_BATCH:
             raise InvalidRequest(
                 f"batch has {len(requests)} requests; the maximum is {MAX_BATCH}", "requests"
             )
-        wait_s = self._decision_timeout_s
-        if time_remaining_s is not None:
-            wait_s = min(wait_s, time_remaining_s * _ADMISSION_WAIT_SHARE)
-        start = self._now()
-        async with self.admission.admit(peer, len(requests), wait_s):
-            if time_remaining_s is not None:
-                time_remaining_s -= self._now() - start
-            decisions = await self._decide(requests, time_remaining_s)
-        self.metrics.decided(decisions)
-        return decisions
+
+        async def run(remaining_s: float | None) -> list[Decision]:
+            group = next(self._groups) if all_or_nothing and len(requests) > 1 else 0
+            return await self._decide(requests, remaining_s, group)
+
+        return await self._admitted(peer, len(requests), time_remaining_s, run)
 
     async def decide_hits(
         self,
@@ -274,14 +281,35 @@ class Limiter:
             raise InvalidRequest(
                 f"{len(hits)} decisions in one call; the maximum is {MAX_BATCH}", "descriptors"
             )
+
+        async def run(remaining_s: float | None) -> list[Decision]:
+            group = next(self._groups) if all_or_nothing and len(hits) > 1 else 0
+            if group:
+                return await self._decide_group(
+                    [hit._replace(group=group) for hit in hits], remaining_s
+                )
+            return await self._decide_hits(list(hits), remaining_s)
+
+        return await self._admitted(peer, len(hits), time_remaining_s, run)
+
+    async def _admitted(
+        self,
+        peer: str,
+        count: int,
+        time_remaining_s: float | None,
+        run: Callable[[float | None], Awaitable[list[Decision]]],
+    ) -> list[Decision]:
+        """``run`` (given the deadline left) once admission lets ``count`` decisions of
+        ``peer`` in, waiting for room at most ``decision_timeout_s`` and at most half the
+        deadline; its decisions go to ``metrics``."""
         wait_s = self._decision_timeout_s
         if time_remaining_s is not None:
             wait_s = min(wait_s, time_remaining_s * _ADMISSION_WAIT_SHARE)
         start = self._now()
-        async with self.admission.admit(peer, len(hits), wait_s):
+        async with self.admission.admit(peer, count, wait_s):
             if time_remaining_s is not None:
                 time_remaining_s -= self._now() - start
-            decisions = await self._decide_hits(list(hits), time_remaining_s)
+            decisions = await run(time_remaining_s)
         self.metrics.decided(decisions)
         return decisions
 
@@ -289,15 +317,18 @@ class Limiter:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     async def _decide(
-        self, requests: Sequence[RequestLike], time_remaining_s: float | None
+        self, requests: Sequence[RequestLike], time_remaining_s: float | None, group: int
     ) -> list[Decision]:
         hits: list[Hit] = []
         for index, request in enumerate(requests):
             try:
-                hits.append(self.hit_for(request))
+                hit = self.hit_for(request)
             except RequestError as exc:
                 exc.index = index
                 raise
+            hits.append(hit._replace(group=group) if group else hit)
+        if group:
+            return await self._decide_group(hits, time_remaining_s)
         return await self._decide_hits(hits, time_remaining_s)
 
     async def _decide_hits(self, hits: list[Hit], time_remaining_s: float | None) -> list[Decision]:
@@ -317,6 +348,50 @@ class Limiter:
             return decided
         backend_answers = iter(decided)
         return [next(backend_answers) if answer is None else answer for answer in local]
+
+    async def _decide_group(
+        self, hits: list[Hit], time_remaining_s: float | None
+    ) -> list[Decision]:
+        """``_decide_hits`` for one all-or-nothing group. Unlimited policies are answered
+        here and never block. When the deny cache knows a denial of one hit, the whole group
+        is answered here without a round trip: those hits ``OVER_LIMIT`` as cached, the
+        others ``NOT_ALL_ALLOWED`` with ``remaining`` and ``reset_after`` 0 (not known).
+        Every ``NOT_ALL_ALLOWED`` answer gets the longest ``retry_after`` of the group's
+        ``OVER_LIMIT`` answers (when the group may fit again, as far as is known)."""
+        cache = self.deny_cache
+        now_us = cache.clock() if cache is not None else 0
+        generation = cache.generation if cache is not None else 0
+        local: list[Decision | None] = [
+            _unlimited(hit.policy) if hit.policy.unlimited else None for hit in hits
+        ]
+        if cache is not None:
+            cached = [
+                None if answer else cache.answer(hit, now_us)
+                for hit, answer in zip(hits, local, strict=True)
+            ]
+            if any(cached):
+                for answer in cached:
+                    if answer is not None:
+                        self.metrics.deny_cached(answer.policy)
+                decisions = [
+                    answer or cached_answer or _held(hit.policy)
+                    for hit, answer, cached_answer in zip(hits, local, cached, strict=True)
+                ]
+                return _with_group_retry(decisions)
+        misses = [hit for hit, answer in zip(hits, local, strict=True) if answer is None]
+        decided = await self._ask_backend(misses, time_remaining_s)
+        if cache is not None:
+            seen: set[str] = set()
+            for hit, decision in zip(misses, decided, strict=True):
+                # A denial seen after an earlier hit of the group on the same counter may be
+                # due to that hit's tentative consumption, which did not happen.
+                if decision.reason is Reason.OVER_LIMIT and hit.storage_key not in seen:
+                    cache.store(hit, decision, now_us, generation)
+                seen.add(hit.storage_key)
+        backend_answers = iter(decided)
+        return _with_group_retry(
+            [next(backend_answers) if answer is None else answer for answer in local]
+        )
 
     def _local_answer(self, hit: Hit, now_us: int) -> Decision | None:
         """The answer for ``hit`` without the backend, if there is one."""
@@ -395,9 +470,32 @@ def _unlimited(policy: Policy) -> Decision:
     )
 
 
+def _held(policy: Policy) -> Decision:
+    """A hit of a denied group that the backend was not asked about."""
+    return Decision(
+        policy.shadow, policy.limit, 0, 0, 0, policy.name, Reason.NOT_ALL_ALLOWED, policy.window_us
+    )
+
+
+def _with_group_retry(decisions: list[Decision]) -> list[Decision]:
+    """``decisions`` of one group, each ``NOT_ALL_ALLOWED`` one with the longest
+    ``retry_after`` of the ``OVER_LIMIT`` ones."""
+    retry_us = max(
+        (d.retry_after_us for d in decisions if d.reason is Reason.OVER_LIMIT), default=0
+    )
+    if not retry_us:
+        return decisions
+    return [
+        d._replace(retry_after_us=retry_us) if d.reason is Reason.NOT_ALL_ALLOWED else d
+        for d in decisions
+    ]
+
+
 def _decision(hit: Hit, verdict: Verdict) -> Decision:
     policy = hit.policy
-    if verdict.allowed:
+    if verdict.held:
+        reason = Reason.NOT_ALL_ALLOWED
+    elif verdict.allowed:
         reason = Reason.WITHIN_LIMIT
     elif policy.shadow:
         reason = Reason.SHADOW_OVER_LIMIT

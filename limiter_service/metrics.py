@@ -81,6 +81,7 @@ OUTCOMES: dict[Reason, str] = {
     Reason.FAIL_OPEN: "fail_open",
     Reason.FAIL_CLOSED: "fail_closed",
     Reason.UNLIMITED: "unlimited",
+    Reason.NOT_ALL_ALLOWED: "not_all_allowed",
 }
 """The ``outcome`` label of each reason a decision can have."""
 SHED_LIMITS = ("rpcs", "peer_rpcs", "decisions", "peer_decisions")
@@ -287,7 +288,7 @@ class PrometheusMetrics:
         )
         reloads = Counter(
             "ratelimit_policy_reloads",
-            "Reloads of the policies file, by result (success, error).",
+            "Reloads of the policies file and the Envoy configuration, by result (success, error).",
             ("result",),
             registry=r,
         )

@@ -34,6 +34,7 @@ OUTCOMES: dict[Reason, str] = {
     Reason.FAIL_OPEN: "fail_open",
     Reason.FAIL_CLOSED: "fail_closed",
     Reason.UNLIMITED: "unlimited",
+    Reason.NOT_ALL_ALLOWED: "not_all_allowed",
 }
 """A decision's ``outcome``, by its reason (the limiter's metrics use the same names)."""
 LIMITER_BACKEND = "limiter_backend"

@@ -9,7 +9,7 @@ long they keep trying, what they retry and which ``FailureCause`` they report ar
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from typing import Any, cast
 
 from redis.exceptions import (
@@ -22,7 +22,13 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from limiter_service.backends.scripts import RESULT_WIDTH
+from limiter_service.backends.scripts import (
+    ALGORITHM_CODES,
+    DRY_RUN,
+    PROBE,
+    RESULT_WIDTH,
+    SHADOW,
+)
 from limiter_service.decision import Hit, Verdict
 from limiter_service.errors import BackendUnavailable, FailureCause
 from limiter_service.timeouts import patient_timeout
@@ -103,16 +109,24 @@ def retryable(error: ResponseError) -> bool:
     return str(error).startswith(_RETRYABLE_REPLIES)
 
 
-def script_arguments(hits: Sequence[Hit], indexes: list[int]) -> list[Any]:
-    """EVALSHA's arguments after the SHA for ``hits[i]`` for each ``i`` in ``indexes``:
-    the key count, the keys, then four integers per hit."""
+def script_arguments(
+    hits: Sequence[Hit], indexes: Sequence[int], probing: Container[int] = ()
+) -> list[Any]:
+    """EVALSHA's arguments after the SHA for ``hits[i]`` for each ``i`` in ``indexes`` (a
+    group's hits adjacent): the key count, the keys, then ``ARGS_PER_HIT`` integers per
+    hit. The groups in ``probing`` are decided but write nothing."""
     keys: list[str] = []
     argv: list[int] = []
     for index in indexes:
         hit = hits[index]
         first, second = hit.policy.script_params()
+        flags = DRY_RUN if hit.dry_run else 0
+        if hit.policy.shadow:
+            flags |= SHADOW
+        if hit.group and hit.group in probing:
+            flags |= PROBE
         keys.append(hit.storage_key)
-        argv += (first, second, hit.cost, 1 if hit.dry_run else 0)
+        argv += (ALGORITHM_CODES[hit.policy.algorithm], first, second, hit.cost, flags, hit.group)
     return [len(keys), *keys, *argv]
 
 
@@ -128,7 +142,7 @@ def complete(verdicts: list[Verdict | None]) -> list[Verdict]:
     return cast("list[Verdict]", verdicts)
 
 
-def store_reply(reply: list[int], indexes: list[int], verdicts: list[Verdict | None]) -> None:
+def store_reply(reply: list[int], indexes: Sequence[int], verdicts: list[Verdict | None]) -> None:
     """Put a script's reply (``RESULT_WIDTH`` integers per hit) into ``verdicts`` at
     ``indexes``; raises ``BackendUnavailable`` (``BAD_REPLY``) when its size is wrong,
     storing nothing."""

@@ -1,22 +1,35 @@
-"""The Redis Cluster backend: the same Lua scripts, routed by hash slot to each primary.
+"""The Redis Cluster backend: the same Lua script, routed by hash slot to each primary.
 
-A call groups its hits by slot and algorithm, and the groups by the primary serving their
-slot. Each primary gets all of its groups in one pipeline (one EVALSHA per slot and
-algorithm: a script's keys must share a slot, or the node refuses it with CROSSSLOT), so a
-batch costs one round trip per primary, and the primaries are asked concurrently. Verdicts
-land at their hits' positions, so they come back in the caller's order. Hits on one key
-share a slot and a group, so a batch still decides as if its hits ran one after the other.
+A call groups its hits by slot, and the slots by the primary serving them. Each primary gets
+all of its slots in one pipeline (one EVALSHA per slot: a script's keys must share a slot,
+or the node refuses it with CROSSSLOT), so a batch costs one round trip per primary, and the
+primaries are asked concurrently. Verdicts land at their hits' positions, so they come back
+in the caller's order. Hits on one key share a slot, so a batch still decides as if its hits
+ran one after the other.
+
+All-or-nothing groups: a group whose hits share one slot is decided by one EVALSHA, atomic
+as on a single Redis. A group spanning slots (hence, in general, primaries) takes two
+rounds: the first decides it on every slot as a probe (writing nothing), concurrently with
+the rest of the batch; if no enforced hit was denied anywhere, the second sends it again,
+to consume, each slot's part all-or-nothing on its own. A group denied in the first round
+consumed nothing and costs one round trip per primary; one admitted costs two. Between the
+rounds other clients may consume: if the second round then denies the group's part on one
+slot, the parts on the other slots have already been consumed and stay so. The whole group
+is answered denied (``groups.settle``; parts consumed keep the numbers of their
+consumption), erring on the side of denying: counters show at most the cost of one group
+spent that it did not get. The same holds when the second round fails on some primaries
+until the deadline (the failure mode answers the group).
 
 Routing is our own slot map, read with ``CLUSTER SLOTS`` from any node that answers (the
 configured ``REDIS_CLUSTER_NODES``, then every primary seen). Within one attempt, a
-``MOVED`` reply corrects the map and re-sends the moved groups, an ``ASK`` re-sends them to
+``MOVED`` reply corrects the map and re-sends the moved slots, an ``ASK`` re-sends them to
 the importing node behind ``ASKING``, and ``NOSCRIPT`` (a promoted replica's empty script
-cache) loads the scripts on that node and re-sends; each such hop is one more round trip
-for those groups only. Anything else a retry can fix (a primary gone, CLUSTERDOWN while its
+cache) loads the script on that node and re-sends; each such hop is one more round trip
+for those slots only. Anything else a retry can fix (a primary gone, CLUSTERDOWN while its
 replica takes over, TRYAGAIN during a migration) fails the attempt, marks the map stale, and
-``attempts.retry_until`` tries the groups still undecided again until the caller's deadline,
-exactly as on a single Redis: past it the failure mode answers. Scripts are loaded on every
-primary as soon as the map names it.
+``attempts.retry_until`` tries the slots still undecided again until the caller's deadline,
+exactly as on a single Redis: past it the failure mode answers. The script is loaded on
+every primary as soon as the map names it.
 """
 
 from __future__ import annotations
@@ -40,22 +53,26 @@ from limiter_service.backends.attempts import (
     store_reply,
 )
 from limiter_service.backends.connection import RedisAccess, RestartWatch, make_client, pool_options
-from limiter_service.backends.scripts import Script, load_scripts
-from limiter_service.decision import Algorithm, Hit, Verdict
+from limiter_service.backends.scripts import Script, load_script
+from limiter_service.decision import Hit, Verdict
+from limiter_service.groups import blocked_groups, blocks, runs, settle
 from limiter_service.timeouts import patient_timeout
 
 log = logging.getLogger(__name__)
 Address = tuple[str, int]
 SLOTS = 16384
 _MAX_HOPS = 4  # redirects and script reloads followed within one attempt
+_UNSET = Verdict(False, 0, 0, 0)
 
 
 class _Group(NamedTuple):
-    """Hits of one slot and algorithm: one EVALSHA (or one DEL, with ``script`` None)."""
+    """Hits of one slot: one EVALSHA (or one DEL, with ``script`` None); the all-or-nothing
+    groups in ``probing`` are decided but not written."""
 
     slot: int
     script: Script | None
     indexes: list[int]
+    probing: frozenset[int] = frozenset()
 
 
 class _Outcome:
@@ -89,7 +106,7 @@ class ClusterBackend:
         self._seeds = [(host, int(port)) for host, port in seeds]
         self._pool_options = pool_options(timeout_s, max_connections, access)
         self._attempt_timeout_s = timeout_s
-        self._scripts = load_scripts()
+        self._script = load_script()
         self._clients: dict[Address, aioredis.Redis] = {}
         self._owners: list[Address | None] = [None] * SLOTS
         self._asking: dict[int, Address] = {}  # slot -> importing node, for the next send
@@ -106,14 +123,40 @@ class ClusterBackend:
         return {owner for owner in self._owners if owner is not None}
 
     async def decide(self, hits: Sequence[Hit], deadline: float) -> list[Verdict]:
-        groups: dict[tuple[int, Algorithm], list[int]] = {}
-        for index, hit in enumerate(hits):
-            slot = key_slot(hit.storage_key.encode())
-            groups.setdefault((slot, hit.policy.algorithm), []).append(index)
-        pending = [_Group(s, self._scripts[a], idx) for (s, a), idx in groups.items()]
+        slots = [key_slot(hit.storage_key.encode()) for hit in hits]
+        spanning = frozenset(
+            hits[start].group
+            for start, end in runs(hits)
+            if len(set(slots[start:end])) > 1  # only a group's run holds several hits
+        )
+        verdicts = await self._round(hits, slots, range(len(hits)), spanning, deadline)
+        admitted = spanning - blocked_groups(hits, verdicts)
+        if not admitted:
+            return settle(hits, verdicts)
+        second = [i for i, hit in enumerate(hits) if hit.group in admitted]
+        again = await self._round(hits, slots, second, frozenset(), deadline)
+        for index, verdict in zip(second, again, strict=True):
+            verdicts[index] = verdict
+        return settle(hits, _consumed_parts_held(hits, slots, second, verdicts))
+
+    async def _round(
+        self,
+        hits: Sequence[Hit],
+        slots: list[int],
+        indexes: Sequence[int],
+        probing: frozenset[int],
+        deadline: float,
+    ) -> list[Verdict]:
+        """Decide ``hits[i]`` for ``i`` in ``indexes``, one EVALSHA per slot, one round trip
+        per primary; returns the verdicts at ``hits``' positions (others: unset)."""
+        by_slot: dict[int, list[int]] = {}
+        for index in indexes:
+            by_slot.setdefault(slots[index], []).append(index)
+        pending = [_Group(slot, self._script, idx, probing) for slot, idx in by_slot.items()]
         verdicts: list[Verdict | None] = [None] * len(hits)
-        await self._with_retries(deadline, len(hits), hits, pending, verdicts)
-        return complete(verdicts)
+        await self._with_retries(deadline, len(indexes), hits, pending, verdicts)
+        decided = complete([verdicts[index] for index in indexes])
+        return _placed(len(hits), indexes, decided)
 
     async def reset(self, storage_key: str, deadline: float) -> None:
         pending = [_Group(key_slot(storage_key.encode()), None, [0])]
@@ -284,16 +327,13 @@ class ClusterBackend:
         return new - self._loaded
 
     async def _load_scripts(self, address: Address) -> None:
-        """Load every script on ``address`` in one round trip (errors only logged: a
-        missing script shows as NOSCRIPT, which loads them again)."""
+        """Load the script on ``address`` in one round trip (errors only logged: a missing
+        script shows as NOSCRIPT, which loads it again)."""
         try:
-            async with self._client(address).pipeline(transaction=False) as pipe:
-                for script in self._scripts.values():
-                    pipe.script_load(script.source)
-                await pipe.execute()
+            await self._client(address).script_load(self._script.source)
         except (TimeoutError, RedisError, OSError) as exc:
             self._loaded.discard(address)
-            log.warning("could not load scripts on %s:%s: %r", *address, exc)
+            log.warning("could not load the script on %s:%s: %r", *address, exc)
         else:
             self._loaded.add(address)
 
@@ -301,14 +341,49 @@ class ClusterBackend:
 def _command(client: aioredis.Redis, group: _Group, hits: Sequence[Any]) -> Any:
     if group.script is None:
         return client.delete(hits[group.indexes[0]])
-    return client.evalsha(group.script.sha, *script_arguments(hits, group.indexes))
+    arguments = script_arguments(hits, group.indexes, group.probing)
+    return client.evalsha(group.script.sha, *arguments)
 
 
 def _queue(pipe: Any, group: _Group, hits: Sequence[Any]) -> None:
     if group.script is None:
         pipe.delete(hits[group.indexes[0]])
     else:
-        pipe.evalsha(group.script.sha, *script_arguments(hits, group.indexes))
+        pipe.evalsha(group.script.sha, *script_arguments(hits, group.indexes, group.probing))
+
+
+def _placed(size: int, indexes: Sequence[int], decided: list[Verdict]) -> list[Verdict]:
+    """``decided[k]`` at position ``indexes[k]`` of a list of ``size`` (others: a filler
+    that callers overwrite or never read)."""
+    placed = [_UNSET] * size
+    for index, verdict in zip(indexes, decided, strict=True):
+        placed[index] = verdict
+    return placed
+
+
+def _consumed_parts_held(
+    hits: Sequence[Hit], slots: list[int], second: list[int], verdicts: list[Verdict]
+) -> list[Verdict]:
+    """After the second round: when a group was denied on some slot after all, its parts
+    on the other slots were consumed. Their fitting hits are answered held, with the
+    numbers of their consumption (``settle`` then answers the denied slots' parts)."""
+    denied: dict[int, set[int]] = {}  # group -> slots on which its part was denied
+    for index in second:
+        if blocks(hits[index], verdicts[index]):
+            denied.setdefault(hits[index].group, set()).add(slots[index])
+    if not denied:
+        return verdicts
+    marked = list(verdicts)
+    for index in second:
+        hit, verdict = hits[index], verdicts[index]
+        if (
+            hit.group in denied
+            and slots[index] not in denied[hit.group]
+            and verdict.allowed
+            and not hit.dry_run
+        ):
+            marked[index] = verdict._replace(allowed=False, retry_after_us=0, held=True)
+    return marked
 
 
 def _without_asking(replies: list[Any], asking: list[bool]) -> list[Any]:

@@ -1,14 +1,16 @@
 """The embedded backend: counts in this process's memory, with the same algorithms and
-semantics as Redis. The default when no Redis is configured, and the reference the contract
-tests hold Redis to. Not shared between processes."""
+semantics as Redis (all-or-nothing groups included, ``groups``). The default when no Redis
+is configured, and the reference the contract tests hold Redis to. Not shared between
+processes."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 
-from limiter_service.algorithms import STEPS
+from limiter_service.algorithms import STEPS, Fields
 from limiter_service.decision import Hit, Verdict
+from limiter_service.groups import blocks, runs, settle
 
 Clock = Callable[[], int]
 _SWEEP_EVERY = 10_000
@@ -32,18 +34,32 @@ class MemoryBackend:
     async def decide(self, hits: Sequence[Hit], deadline: float) -> list[Verdict]:
         now = self._clock()
         verdicts: list[Verdict] = []
-        for hit in hits:
-            entry = self._entries.get(hit.storage_key)
-            fields = entry[1] if entry is not None and entry[0] > now else None
-            step = STEPS[hit.policy.algorithm]
-            verdict, new_fields, ttl_us = step(fields, now, hit.policy, hit.cost, hit.dry_run)
-            if new_fields is not None:
-                self._entries[hit.storage_key] = (now + max(ttl_us, 1), new_fields)
+        for start, end in runs(hits):
+            # A run (one hit, or one all-or-nothing group) decides on tentative state and
+            # writes it only if nothing in it blocks.
+            tentative: dict[str, tuple[dict[str, float], int]] = {}
+            blocked = False
+            for hit in hits[start:end]:
+                written = tentative.get(hit.storage_key)
+                if written is not None:
+                    fields: Fields | None = written[0]
+                else:
+                    entry = self._entries.get(hit.storage_key)
+                    fields = entry[1] if entry is not None and entry[0] > now else None
+                step = STEPS[hit.policy.algorithm]
+                verdict, new_fields, ttl_us = step(fields, now, hit.policy, hit.cost, hit.dry_run)
+                if new_fields is not None:
+                    tentative[hit.storage_key] = (new_fields, ttl_us)
+                blocked = blocked or blocks(hit, verdict)
+                verdicts.append(verdict)
+            if blocked:
+                continue
+            for key, (new_fields, ttl_us) in tentative.items():
+                self._entries[key] = (now + max(ttl_us, 1), new_fields)
                 self._writes += 1
-            verdicts.append(verdict)
         if self._writes >= _SWEEP_EVERY:
             self._sweep(now)
-        return verdicts
+        return settle(hits, verdicts)
 
     async def reset(self, storage_key: str, deadline: float) -> None:
         self._entries.pop(storage_key, None)

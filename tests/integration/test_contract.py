@@ -1,8 +1,9 @@
 """Contract: every algorithm gives the same verdicts on Redis (Lua) as in memory (Python).
 
 Two levels:
-- the Lua scripts with Redis ``TIME`` swapped for a clock the test sets, so whole random
-  sequences (window changes, denials, dry runs, costs) must match to the microsecond;
+- the Lua script with Redis ``TIME`` swapped for a clock the test sets, so whole random
+  sequences (window changes, denials, dry runs, costs, all-or-nothing groups mixing
+  algorithms) must match to the microsecond;
 - the real scripts through the real Redis backend, where Redis's own clock runs: decisions
   and ``remaining`` must match exactly, durations within the time the sequence took.
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import pytest
 
 from devstack import StandaloneRedis
+from limiter_service.backends.attempts import script_arguments
 from limiter_service.backends.connection import RedisAccess, StaticConnector
 from limiter_service.backends.memory import MemoryBackend
 from limiter_service.backends.redis import RedisBackend
-from limiter_service.backends.scripts import RESULT_WIDTH, load_scripts
+from limiter_service.backends.scripts import RESULT_WIDTH, load_script
 from limiter_service.decision import Algorithm, Hit, Policy, Verdict
+from limiter_service.groups import settle
 from tests.unit.conftest import SECOND, FakeClock
 
 pytestmark = pytest.mark.integration
@@ -36,10 +40,21 @@ POLICIES = [
 ]
 
 
-def clocked_source(algorithm: Algorithm) -> str:
-    source = load_scripts()[algorithm].source
+def clocked_source() -> str:
+    source = load_script().source
     assert TIME_LINES in source, "the script no longer reads TIME the way this test expects"
     return source.replace(TIME_LINES, "local now = tonumber(ARGV[#ARGV])\n")
+
+
+def run_clocked(client: Any, source: str, hits: list[Hit], now: int) -> list[Verdict]:
+    """The script's verdicts for ``hits`` at ``now``, settled as the backends settle them."""
+    reply = client.eval(source, *script_arguments(hits, range(len(hits))), now)
+    assert isinstance(reply, list) and len(reply) == len(hits) * RESULT_WIDTH
+    verdicts = [
+        Verdict(bool(reply[i]), *reply[i + 1 : i + RESULT_WIDTH])
+        for i in range(0, len(reply), RESULT_WIDTH)
+    ]
+    return settle(hits, verdicts)
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
@@ -47,8 +62,7 @@ async def test_lua_matches_python_on_random_sequences(
     redis_server: StandaloneRedis, policy: Policy
 ) -> None:
     rng = random.Random(f"contract-{policy.name}")
-    source = clocked_source(policy.algorithm)
-    first, second = policy.script_params()
+    source = clocked_source()
     clock = FakeClock(1_763_700_000_000_000 + rng.randrange(policy.window_us))
     memory = MemoryBackend(clock)
     key = f"contract:{policy.name}:{rng.random()}"
@@ -57,10 +71,9 @@ async def test_lua_matches_python_on_random_sequences(
             clock.advance(rng.choice([0, 0, 1, rng.randrange(policy.window_us // 3)]))
             cost = rng.choice([1, 1, 1, rng.randint(1, policy.capacity)])
             dry = rng.random() < 0.1
-            (expected,) = await memory.decide([Hit(key, policy, cost, dry)], 0.0)
-            reply = client.eval(source, 1, key, first, second, cost, int(dry), clock.now)
-            assert isinstance(reply, list) and len(reply) == RESULT_WIDTH
-            got = Verdict(bool(reply[0]), *reply[1:])
+            hit = Hit(key, policy, cost, dry)
+            (expected,) = await memory.decide([hit], 0.0)
+            (got,) = run_clocked(client, source, [hit], clock.now)
             assert got == expected, f"step {step}: cost={cost} dry={dry}"
             ttl_ms = client.pttl(key)
             assert ttl_ms != -1, "every key written must carry a TTL"
@@ -68,21 +81,16 @@ async def test_lua_matches_python_on_random_sequences(
 
 async def test_batch_script_decides_items_in_order(redis_server: StandaloneRedis) -> None:
     policy = POLICIES[0]
-    source = clocked_source(policy.algorithm)
+    source = clocked_source()
     clock = FakeClock(1_763_700_000_000_000)
     keys = ["batch:a", "batch:b", "batch:a", "batch:a"]
     costs = [5, 7, 2, 1]
+    hits = [Hit(k, policy, c, False) for k, c in zip(keys, costs, strict=True)]
     memory = MemoryBackend(clock)
-    expected = await memory.decide(
-        [Hit(k, policy, c, False) for k, c in zip(keys, costs, strict=True)], 0.0
-    )
-    argv: list[int] = []
-    for cost in costs:
-        argv += [policy.limit, policy.window_us, cost, 0]
+    expected = await memory.decide(hits, 0.0)
     with redis_server.client() as client:
         client.delete(*set(keys))
-        reply = client.eval(source, len(keys), *keys, *argv, clock.now)
-    got = [Verdict(bool(reply[i]), *reply[i + 1 : i + 4]) for i in range(0, len(reply), 4)]
+        got = run_clocked(client, source, hits, clock.now)
     assert got == expected
     assert [v.allowed for v in got] == [True, True, True, False]
 

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from devstack import ProcessGroup, StandaloneRedis, free_port
 from devstack.limiter import start_limiter
+from limiter_service.backends.attempts import script_arguments
 from limiter_service.backends.connection import RedisAccess, StaticConnector
 from limiter_service.backends.redis import RedisBackend
 from limiter_service.decision import Algorithm, Hit, Policy, Reason, Verdict
@@ -84,24 +85,14 @@ class ClockedRedis:
     def __init__(self, client: aioredis.Redis, clock: FakeClock) -> None:
         self._client = client
         self._clock = clock
-        self._sources = {algorithm: clocked_source(algorithm) for algorithm in Algorithm}
+        self._source = clocked_source()
         self.delay_us = 0
 
     async def decide(self, hits: Sequence[Hit], deadline: float) -> list[Verdict]:
         now = self._clock() + self.delay_us
         verdicts = []
         for hit in hits:
-            first, second = hit.policy.script_params()
-            reply = await self._client.eval(
-                self._sources[hit.policy.algorithm],
-                1,
-                hit.storage_key,
-                first,
-                second,
-                hit.cost,
-                int(hit.dry_run),
-                now,
-            )
+            reply = await self._client.eval(self._source, *script_arguments([hit], [0]), now)
             verdicts.append(Verdict(bool(reply[0]), *reply[1:4]))
         return verdicts
 

@@ -43,6 +43,7 @@ async def test_every_outcome_and_near_limit_per_policy() -> None:
         "fail_open": 0,
         "fail_closed": 0,
         "unlimited": 0,
+        "not_all_allowed": 0,
     }
     # remaining < 3: 2, 1 and 0 on the first key; the denials do not count.
     assert value(metrics, "ratelimit_near_limit_total", policy="default") == 3

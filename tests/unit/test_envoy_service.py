@@ -1,0 +1,122 @@
+"""``ShouldRateLimit`` without a network: the memory backend, Prometheus metrics by domain and
+rule key (values only where the rule asks), all-or-nothing, replaces and overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from limiter_service.backends.memory import MemoryBackend
+from limiter_service.envoy import proto
+from limiter_service.envoy.config import load_envoy_config
+from limiter_service.envoy.service import EnvoyRateLimitService
+from limiter_service.errors import InvalidRequest
+from limiter_service.limiter import Limiter
+from limiter_service.metrics import PrometheusMetrics
+from limiter_service.policies import default_policies
+from tests.integration.envoy_client import Code, Descriptor, descriptor, request
+
+CONFIG = """
+domain: unit
+descriptors:
+  - key: ip
+    rate_limit: {unit: hour, requests_per_unit: 2}
+  - key: user
+    detailed_metric: true
+    rate_limit: {unit: hour, requests_per_unit: 5}
+  - key: banned
+    rate_limit: {unit: hour, requests_per_unit: 0}
+  - key: path
+    rate_limit: {unit: hour, requests_per_unit: 9, name: any_path}
+  - key: internal
+    rate_limit: {unlimited: true, replaces: [{name: any_path}]}
+"""
+
+
+class Context:
+    """What the handler reads of a ``grpc.aio.ServicerContext``."""
+
+    def time_remaining(self) -> float:
+        return 5.0
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5000"
+
+    async def abort(self, *args: Any) -> None:
+        raise AssertionError(f"aborted: {args}")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> EnvoyRateLimitService:
+    path = tmp_path / "ratelimit.yaml"
+    path.write_text(CONFIG)
+    metrics = PrometheusMetrics()
+    limiter = Limiter(default_policies(10, 60), MemoryBackend(), metrics=metrics)
+    return EnvoyRateLimitService(limiter, load_envoy_config(path))
+
+
+async def ask(
+    service: EnvoyRateLimitService, *descriptors: Descriptor, hits_addend: int = 0
+) -> proto.RateLimitResponse:
+    answer: proto.RateLimitResponse = await service.ShouldRateLimit(
+        request("unit", descriptors, hits_addend),
+        Context(),
+    )
+    return answer
+
+
+def sample(service: EnvoyRateLimitService, **labels: str) -> float:
+    assert isinstance(service.metrics, PrometheusMetrics)
+    found = service.metrics.registry.get_sample_value("ratelimit_envoy_decisions_total", labels)
+    return 0.0 if found is None else found
+
+
+async def test_denied_request_consumes_nothing(service: EnvoyRateLimitService) -> None:
+    refused = await ask(service, descriptor(("ip", "1")), descriptor(("banned", "x")))
+    assert refused.overall_code == Code.OVER_LIMIT
+    assert [s.code for s in refused.statuses] == [Code.OK, Code.OVER_LIMIT]
+    assert refused.statuses[0].limit_remaining == 2  # what it has left, nothing counted
+    alone = await ask(service, descriptor(("ip", "1")))
+    assert alone.statuses[0].limit_remaining == 1
+
+
+async def test_metrics_by_domain_and_key_values_only_when_asked(
+    service: EnvoyRateLimitService,
+) -> None:
+    for _ in range(3):
+        await ask(service, descriptor(("ip", "10.9.8.7")), descriptor(("user", "ann")))
+    assert sample(service, domain="unit", key="unit.ip", outcome="allowed") == 2
+    assert sample(service, domain="unit", key="unit.ip", outcome="denied") == 1
+    assert sample(service, domain="unit", key="unit.user_ann", outcome="not_all_allowed") == 1
+    assert isinstance(service.metrics, PrometheusMetrics)
+    assert b"10.9.8.7" not in generate_latest(service.metrics.registry)
+    await ask(service, descriptor(("nothing", "x")))
+    assert sample(service, domain="unit", key="", outcome="no_rule") == 1
+
+
+async def test_unlimited_rules_replace_nothing_as_upstream(service: EnvoyRateLimitService) -> None:
+    reply = await ask(service, descriptor(("path", "/")), descriptor(("internal", "yes")))
+    path, internal = reply.statuses
+    assert path.current_limit.name == "any_path" and path.limit_remaining == 8
+    assert internal.limit_remaining == 2**32 - 1 and not internal.HasField("current_limit")
+
+
+async def test_override_applies_in_a_known_domain_even_without_a_rule(
+    service: EnvoyRateLimitService,
+) -> None:
+    reply = await ask(service, Descriptor((("nothing", "x"),), override=(1, 1)))
+    assert reply.statuses[0].current_limit.requests_per_unit == 1
+    again = await ask(service, Descriptor((("nothing", "x"),), override=(1, 1)))
+    assert again.overall_code == Code.OVER_LIMIT
+
+
+def test_invalid_requests_name_the_field(service: EnvoyRateLimitService) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        service.plan(request("unit", [descriptor(("ip", "1")), descriptor(("", "x"))]))
+    assert caught.value.field == "descriptors[1].entries[0].key"
+    with pytest.raises(InvalidRequest) as caught:
+        service.plan(request("", [descriptor(("ip", "1"))]))
+    assert caught.value.field == "domain"
