@@ -116,9 +116,6 @@ def test_unlimited_is_never_limited(edge: Edge) -> None:
     assert "x-ratelimit-limit" not in responses[0].headers
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the all-or-nothing groups of branch atomic (merged next)"
-)
 def test_two_descriptors_are_decided_all_or_nothing(edge: Edge) -> None:
     """/pair asks for (pair=a) (limit 6) and (pair=b) (limit 3) at once. The fourth /pair
     request is over b's limit, so it consumes nothing, a's share included: a still has 3
