@@ -192,8 +192,9 @@ def edge_settings(config: StackConfig, api_servers: tuple[str, str]) -> EdgeSett
     """What Envoy is rendered with as the edge: in front of ``api_servers``, asking every
     limiter for domain ``edge`` with one descriptor, the client's address, on
     ``/limited_endpoint`` (the other paths are not limited at the edge), failing closed
-    (500) when ``failure_mode`` is ``closed``. The limiters' own deadline is given room
-    for one retry on the other replica."""
+    (500) when ``failure_mode`` is ``closed``, each decision bounded by ``EdgeSettings``'s
+    default timeout (retries included; roomier than the APIs' ``limiter_timeout_ms``, so
+    the same rendering serves compose's busier containers)."""
     return EdgeSettings(
         listen=(config.host, config.nginx_port),
         admin=(config.host, config.envoy_admin_port),
@@ -201,7 +202,6 @@ def edge_settings(config: StackConfig, api_servers: tuple[str, str]) -> EdgeSett
         upstreams=api_servers,
         domain=ENVOY_DOMAIN,
         failure_mode_deny=config.failure_mode == "closed",
-        timeout_ms=2 * config.limiter_timeout_ms,
         routes=(Route("/limited_endpoint", ((RemoteAddress(),),)), Route("/")),
     )
 
