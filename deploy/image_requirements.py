@@ -50,6 +50,10 @@ def _list(value: object) -> list[str]:
 
 def requirements(image: str, root: Path) -> list[str]:
     """The requirements of ``image`` (one of ``IMAGES``), in the files' order."""
+    if image == "envoy":
+        extras = _project(root / "pyproject.toml").get("optional-dependencies")
+        assert isinstance(extras, dict), "pyproject.toml has no optional dependencies"
+        return [dep for dep in _list(extras["dev"]) if _name(dep) == _ENVOY]
     client = _project(root / "client" / "pyproject.toml")
     client_deps = _list(client["dependencies"])
     if image == "limiter":
@@ -61,10 +65,6 @@ def requirements(image: str, root: Path) -> list[str]:
         api_file = (root / "api" / "requirements.txt").read_text()
         api = [line.split("#", 1)[0].strip() for line in api_file.splitlines()]
         return client_deps + _list(extras["fastapi"]) + [line for line in api if line]
-    if image == "envoy":
-        extras = _project(root / "pyproject.toml").get("optional-dependencies")
-        assert isinstance(extras, dict), "pyproject.toml has no optional dependencies"
-        return [dep for dep in _list(extras["dev"]) if _name(dep) == _ENVOY]
     raise ValueError(f"unknown image {image!r}: one of {', '.join(IMAGES)}")
 
 
