@@ -5,7 +5,9 @@ on the next turn of the event loop together with every other call that arrived i
 turn; otherwise it waits and joins the batch sent as soon as a running call finishes. At low
 load this adds no latency; at high load one round trip carries many decisions, at most
 ``MAX_HITS_PER_TRIP`` (Redis runs nothing else while a script runs). A request's
-hits always travel together, in order, so a ``ShouldAllowBatch`` stays one round trip.
+hits always travel together, in order, so a ``ShouldAllowBatch`` stays one round trip, and
+an all-or-nothing group (its hits share a ``Hit.group`` no other call uses) stays whole and
+never spans callers: merging calls concatenates their hits and nothing else.
 """
 
 from __future__ import annotations

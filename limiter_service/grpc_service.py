@@ -249,7 +249,10 @@ class RateLimiterService(proto.RateLimiterServicer):
         self, request: proto.ShouldAllowBatchRequest, context: grpc.aio.ServicerContext
     ) -> proto.ShouldAllowBatchResponse:
         decisions = await self._limiter.decide(
-            request.requests, context.time_remaining(), peer_address(context.peer())
+            request.requests,
+            context.time_remaining(),
+            peer_address(context.peer()),
+            all_or_nothing=request.all_or_nothing,
         )
         response = proto.ShouldAllowBatchResponse()
         add = response.responses.add

@@ -136,7 +136,7 @@ class Metrics(Protocol):
 
     def envoy_decided(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """Envoy descriptors answered, as ``(domain, key, outcome)``: the domain ("" when
-        unknown), the rule's metric key ("" when no rule decided) and an ``OUTCOMES`` value
+        unknown), the rule's metric key ("" when no rule matched) and an ``OUTCOMES`` value
         or ``no_rule``, ``replaced``, ``unlimited``."""
         ...
 

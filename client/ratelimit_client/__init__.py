@@ -13,7 +13,7 @@ Prometheus counters through it, with the ``[prometheus]`` extra).
 """
 
 from ratelimit_client.aio import LimiterClient
-from ratelimit_client.decision import Decision, Reason
+from ratelimit_client.decision import BatchItem, Decision, Reason
 from ratelimit_client.errors import InvalidKey, Misconfigured, RateLimitClientError, ResetFailed
 from ratelimit_client.metrics import ClientMetrics
 from ratelimit_client.settings import (
@@ -25,6 +25,7 @@ from ratelimit_client.settings import (
 from ratelimit_client.sync import SyncLimiterClient
 
 __all__ = [
+    "BatchItem",
     "ClientMetrics",
     "ConfigError",
     "Decision",

@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 import grpc
 
 from ratelimit_client import proto
 from ratelimit_client.answers import Answers
+from ratelimit_client.batches import cached_group, requests_for, store_group
 from ratelimit_client.channel import open_aio_channel
 from ratelimit_client.coalescing import CallCoalescer
-from ratelimit_client.decision import Decision, Reason
+from ratelimit_client.decision import BatchItem, Decision, Reason
 from ratelimit_client.deny_cache import DenyCache
 from ratelimit_client.errors import RpcFailure, failure_from
 from ratelimit_client.metrics import NO_METRICS, ClientMetrics
@@ -95,6 +97,45 @@ class LimiterClient:
             return self._answers.failure(reply, policy)
         cache.store(key, policy, cost, reply, sent, generation)
         return self._answers.reply(reply, policy)
+
+    async def decide_batch(
+        self, items: Sequence[BatchItem], *, all_or_nothing: bool = False
+    ) -> list[Decision]:
+        """Decide ``items`` (at most 1000), one decision each, in order.
+
+        Without ``all_or_nothing`` each item is ``decide``'d on its own (coalesced with
+        other requests in flight). With it the items are one group: sent alone in one
+        ``ShouldAllowBatch``, counted only if every one fits; when one is ``OVER_LIMIT``
+        nothing is counted and the others that fitted are ``NOT_ALL_ALLOWED`` (``batches``
+        for the deny cache). A failed call answers every item with the failure mode; an
+        invalid item raises ``InvalidKey``/``Misconfigured`` for the whole group.
+        """
+        if not all_or_nothing:
+            return list(await asyncio.gather(*(self.decide(*item) for item in items)))
+        if not items:
+            return []
+        cache = self.deny_cache
+        sent, generation = 0.0, 0
+        if cache is not None:
+            sent, generation = cache.clock(), cache.generation
+            local = cached_group(cache, items, sent)
+            if local is not None:
+                for decision in local:
+                    self._metrics.answered(decision.reason)
+                    if decision.reason is Reason.OVER_LIMIT:
+                        self._metrics.deny_cached()
+                return local
+        outcomes = await self._calls.call_group(requests_for(items))
+        decisions = [
+            self._answers.failure(outcome, item.policy)
+            if isinstance(outcome, RpcFailure)
+            else self._answers.reply(outcome, item.policy)
+            for item, outcome in zip(items, outcomes, strict=True)
+        ]
+        if cache is not None:
+            replies = [None if isinstance(o, RpcFailure) else o for o in outcomes]
+            store_group(cache, items, replies, sent, generation)
+        return decisions
 
     async def reset(self, key: str, policy: str = "") -> str:
         """Clear what ``key`` has spent under ``policy`` (``""``: chosen by key), e.g. after

@@ -25,7 +25,8 @@ FAIL_CLOSED_RETRY_AFTER_S = 1
 _FAIL_OPEN = int(Reason.FAIL_OPEN)
 _FAIL_CLOSED = int(Reason.FAIL_CLOSED)
 # Reasons of an allowed decision the limiter made (anything else allowed: WITHIN_LIMIT).
-_ALLOWED = {int(r): r for r in (Reason.SHADOW_OVER_LIMIT, Reason.UNLIMITED)}
+_ALLOWED = {int(r): r for r in (Reason.SHADOW_OVER_LIMIT, Reason.UNLIMITED, Reason.NOT_ALL_ALLOWED)}
+_NOT_ALL_ALLOWED = int(Reason.NOT_ALL_ALLOWED)
 
 
 def ceil_s(duration: Duration) -> int:
@@ -77,7 +78,7 @@ class Answers:
         retry_after_s = max(1, ceil_s(reply.retry_after))
         return Decision(
             False,
-            Reason.OVER_LIMIT,
+            Reason.NOT_ALL_ALLOWED if reason == _NOT_ALL_ALLOWED else Reason.OVER_LIMIT,
             reply.policy,
             reply.limit,
             reply.remaining,

@@ -12,6 +12,11 @@ The limiter decides a batch's items in order and independently, but refuses a wh
 when one item is invalid (nothing is consumed then); such a batch is re-sent item by item,
 within what is left of the deadline, so each request gets its own answer.
 
+An all-or-nothing batch (``call_group``) is never merged with other requests nor split:
+its requests must be decided together and only together, so it travels alone as one
+``ShouldAllowBatch`` with ``all_or_nothing`` set, and a refusal (one invalid item) fails it
+whole. It counts against ``max_in_flight`` while it runs, but does not wait for room.
+
 Each call's method, status, duration and size go to the ``ClientMetrics`` given.
 """
 
@@ -114,6 +119,39 @@ class CallCoalescer:
             self._scheduled = True
             loop.call_soon(self._flush)
         return await future
+
+    async def call_group(self, requests: list[proto.ShouldAllowRequest]) -> list[Outcome]:
+        """The limiter's replies to ``requests`` sent alone as one all-or-nothing batch, or
+        the same failure for each when the call failed. Never raises (except
+        ``CancelledError``)."""
+        message = proto.ShouldAllowBatchRequest(requests=requests, all_or_nothing=True)
+        started, code = time.perf_counter(), "CANCELLED"
+        self._in_flight += 1
+        try:
+            replies = await self._batch(message, timeout=self._timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code().name
+            failure = failure_from(exc)
+        except Exception as exc:  # the caller must be answered, whatever went wrong
+            code = "UNKNOWN"
+            failure = RpcFailure(grpc.StatusCode.UNKNOWN, repr(exc))
+        else:
+            code = "OK"
+            if len(replies.responses) == len(requests):
+                return list(replies.responses)
+            failure = RpcFailure(
+                grpc.StatusCode.INTERNAL,
+                f"{len(replies.responses)} replies to a batch of {len(requests)}",
+            )
+        finally:
+            self._metrics.call(
+                "ShouldAllowBatch", code, time.perf_counter() - started, len(requests)
+            )
+            self._in_flight -= 1
+            if self._pending and not self._scheduled and self._in_flight < self._max_in_flight:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        return [failure] * len(requests)
 
     def _flush(self) -> None:
         self._scheduled = False

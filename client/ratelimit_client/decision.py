@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-__all__ = ["Decision", "Reason"]
+__all__ = ["BatchItem", "Decision", "Reason"]
 
 
 class Reason(enum.IntEnum):
@@ -39,7 +39,9 @@ class Decision(NamedTuple):
     """The limiter's answer for one request.
 
     ``limit``, ``remaining``, ``reset_s`` and ``window_s`` are meaningful only for
-    ``WITHIN_LIMIT`` and ``OVER_LIMIT``; under a failure mode they are 0. ``reset_s`` is the
+    ``WITHIN_LIMIT``, ``OVER_LIMIT`` and ``NOT_ALL_ALLOWED`` (then ``remaining`` is what is
+    available, nothing having been counted; 0 when the client or the limiter answered from
+    a deny cache); under a failure mode they are 0. ``reset_s`` is the
     ``t`` of the ``RateLimit`` header: seconds until the quota is fully available again when
     allowed, and equal to ``retry_after_s`` when denied. ``retry_after_s`` is 0 when allowed
     and at least 1 when denied. ``window_s`` is the policy's window as the limiter reports
@@ -60,3 +62,12 @@ class Decision(NamedTuple):
     def counted(self) -> bool:
         """Whether the limiter actually decided (as opposed to a failure mode answering)."""
         return self.reason is not Reason.FAIL_OPEN and self.reason is not Reason.FAIL_CLOSED
+
+
+class BatchItem(NamedTuple):
+    """One request of a batch (``decide_batch``): charge ``cost`` units of ``policy``
+    (``""``: chosen by key) to ``key``."""
+
+    key: str
+    policy: str = ""
+    cost: int = 1

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 import grpc
 
 from ratelimit_client import proto
 from ratelimit_client.answers import Answers
+from ratelimit_client.batches import cached_group, requests_for, store_group
 from ratelimit_client.channel import open_sync_channel
-from ratelimit_client.decision import Decision, Reason
+from ratelimit_client.decision import BatchItem, Decision, Reason
 from ratelimit_client.deny_cache import DenyCache
 from ratelimit_client.errors import failure_from
 from ratelimit_client.metrics import NO_METRICS, ClientMetrics
@@ -81,6 +83,62 @@ class SyncLimiterClient:
             if cache is not None:
                 cache.store(key, policy, cost, reply, sent, generation)
             return self._answers.reply(reply, policy)
+
+    def decide_batch(
+        self, items: Sequence[BatchItem], *, all_or_nothing: bool = False
+    ) -> list[Decision]:
+        """As ``LimiterClient.decide_batch``, blocking for at most the deadline: one
+        ``ShouldAllowBatch`` call for the items the deny cache does not answer (with
+        ``all_or_nothing``, for all of them or none). A call refused for one invalid item
+        raises ``InvalidKey``/``Misconfigured``."""
+        if not items:
+            return []
+        cache = self.deny_cache
+        sent, generation = 0.0, 0
+        local: list[Decision | None] = [None] * len(items)
+        if cache is not None:
+            with self._lock:
+                sent, generation = cache.clock(), cache.generation
+                if all_or_nothing:
+                    group = cached_group(cache, items, sent)
+                    if group is not None:
+                        local = list(group)
+                else:
+                    local = [cache.answer(i.key, i.policy, i.cost, sent) for i in items]
+            for decision in local:
+                if decision is not None:
+                    self._metrics.answered(decision.reason)
+                    if decision.reason is Reason.OVER_LIMIT:
+                        self._metrics.deny_cached()
+        asked = [item for item, answer in zip(items, local, strict=True) if answer is None]
+        if not asked:
+            return [answer for answer in local if answer is not None]
+        request = proto.ShouldAllowBatchRequest(
+            requests=requests_for(asked), all_or_nothing=all_or_nothing
+        )
+        started = time.perf_counter()
+        try:
+            reply = self._stub.ShouldAllowBatch(request, timeout=self._timeout_s)
+        except grpc.RpcError as exc:
+            failure = failure_from(exc)
+            self._metrics.call(
+                "ShouldAllowBatch", failure.code.name, time.perf_counter() - started, len(asked)
+            )
+            with self._lock:
+                answers = iter([self._answers.failure(failure, item.policy) for item in asked])
+            return [answer if answer is not None else next(answers) for answer in local]
+        self._metrics.call("ShouldAllowBatch", "OK", time.perf_counter() - started, len(asked))
+        replies = list(reply.responses)
+        with self._lock:
+            if cache is not None:
+                store_group(cache, asked, replies, sent, generation)
+            answers = iter(
+                [
+                    self._answers.reply(r, item.policy)
+                    for item, r in zip(asked, replies, strict=True)
+                ]
+            )
+        return [answer if answer is not None else next(answers) for answer in local]
 
     def reset(self, key: str, policy: str = "") -> str:
         """As ``LimiterClient.reset`` (dropping this client's cached denials of ``key``),

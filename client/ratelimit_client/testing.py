@@ -11,10 +11,14 @@
   (raises ``Misconfigured``) and ``shadow`` (an over-limit answer of a shadow policy:
   allowed, ``SHADOW_OVER_LIMIT``).
 
-Every call is recorded in ``calls``. With FastAPI, ``ratelimit_client.fastapi.
-use_fake_limiter(app, fake)`` puts it in place of the real client; elsewhere pass
-``fake`` (or ``fake.sync()`` for code that takes a ``SyncLimiterClient``) where the client
-goes.
+``decide_batch(items, all_or_nothing=True)`` follows the limiter's rule: when one item is
+denied (``OVER_LIMIT``, counted or scripted) nothing of the batch is counted and every other
+item that fitted is ``NOT_ALL_ALLOWED``; when one item fails, the failure mode answers them
+all. Every call is recorded in ``calls`` (one entry per item).
+
+With FastAPI, ``ratelimit_client.fastapi.use_fake_limiter(app, fake)`` puts it in place of
+the real client; elsewhere pass ``fake`` (or ``fake.sync()`` for code that takes a
+``SyncLimiterClient``) where the client goes.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ import enum
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from ratelimit_client.answers import FAIL_CLOSED_RETRY_AFTER_S
-from ratelimit_client.decision import Decision, Reason
+from ratelimit_client.decision import BatchItem, Decision, Reason
 from ratelimit_client.errors import InvalidKey, Misconfigured
 from ratelimit_client.outage import OutageLog
 from ratelimit_client.settings import FailureMode
@@ -158,6 +162,52 @@ class FakeLimiter:
         """As ``LimiterClient.decide``."""
         return self.decide_now(key, policy, cost)
 
+    def decide_batch_now(
+        self, items: Sequence[BatchItem], *, all_or_nothing: bool = False
+    ) -> list[Decision]:
+        """``decide_batch``'s answers, synchronously."""
+        if not all_or_nothing:
+            return [self.decide_now(*item) for item in items]
+        before = dict(self._used)
+        try:
+            decisions = [self.decide_now(*item) for item in items]
+        except (InvalidKey, Misconfigured):
+            self._used = before  # a refused batch counts nothing
+            raise
+        failed = next((d for d in decisions if not d.counted), None)
+        if failed is not None:
+            self._used = before
+            return [failed._replace(policy=d.policy) for d in decisions]
+        denied = [d for d in decisions if d.reason is Reason.OVER_LIMIT]
+        if not denied:
+            return decisions
+        self._used = before
+        retry_after_s = max(d.retry_after_s for d in denied)
+        return [
+            d
+            if not d.allowed or d.reason is not Reason.WITHIN_LIMIT
+            else d._replace(
+                allowed=False,
+                reason=Reason.NOT_ALL_ALLOWED,
+                remaining=self._left(d.policy, item.key),
+                retry_after_s=retry_after_s,
+                reset_s=retry_after_s,
+            )
+            for item, d in zip(items, decisions, strict=True)
+        ]
+
+    def _left(self, name: str, key: str) -> int:
+        window = self._policies.get(name, self._default)
+        index = math.floor(self._clock() / window.window_s)
+        start, used = self._used.get((name, key), (index, 0))
+        return window.limit - (used if start == index else 0)
+
+    async def decide_batch(
+        self, items: Sequence[BatchItem], *, all_or_nothing: bool = False
+    ) -> list[Decision]:
+        """As ``LimiterClient.decide_batch``."""
+        return self.decide_batch_now(items, all_or_nothing=all_or_nothing)
+
     async def connect(self, timeout_s: float = 0.0) -> bool:
         """Always ready."""
         return True
@@ -180,6 +230,12 @@ class SyncFakeLimiter:
     def decide(self, key: str, policy: str = "", cost: int = 1) -> Decision:
         """As ``SyncLimiterClient.decide``."""
         return self.fake.decide_now(key, policy, cost)
+
+    def decide_batch(
+        self, items: Sequence[BatchItem], *, all_or_nothing: bool = False
+    ) -> list[Decision]:
+        """As ``SyncLimiterClient.decide_batch``."""
+        return self.fake.decide_batch_now(items, all_or_nothing=all_or_nothing)
 
     def reset(self, key: str, policy: str = "") -> str:
         """As ``SyncLimiterClient.reset``."""

@@ -13,7 +13,13 @@ class Backend(Protocol):
 
     Contract: ``decide`` returns one verdict per hit, in order, decided as if the hits ran one
     after the other (a later hit on the same key sees an earlier one's consumption), using one
-    round trip to shared storage. It starts no new attempt after the monotonic ``deadline``
+    round trip to shared storage. Groups are expressed in the hits: adjacent hits sharing a
+    nonzero ``Hit.group`` are all-or-nothing (``groups``): each sees the earlier ones'
+    tentative consumption, and the group consumes only if no hit of an enforced policy is
+    denied; otherwise its fitting hits come back ``held`` (``groups.settle``). A group never
+    spans callers (the limiter gives each call its own id). On a cluster a group spanning
+    slots costs a second round trip to the primaries concerned when it is admitted (see
+    ``cluster``). It starts no new attempt after the monotonic ``deadline``
     (the event loop's clock, seconds) and then raises ``BackendUnavailable``; one attempt may
     overrun the deadline by at most its own timeout, so callers bound their own wait. It
     never raises anything else for storage trouble. ``refresh`` re-checks where the storage

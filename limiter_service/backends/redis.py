@@ -102,7 +102,7 @@ class RedisBackend:
         await retry_until(deadline, attempt_timeout_s, run, recover)
 
     async def _load_script(self, client: aioredis.Redis, deadline: float) -> None:
-        log.info("loading the rate-limit script into redis (script cache was empty)")
+        log.info("loading rate-limit scripts into redis (script cache was empty)")
         left = deadline - asyncio.get_running_loop().time()
         try:
             async with patient_timeout(left):

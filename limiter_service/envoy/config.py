@@ -94,6 +94,8 @@ _SAFE = re.compile(r"[%|=]")
 
 def escaped(text: str) -> str:
     """``text`` with the characters that separate a counter's parts escaped."""
+    if "|" not in text and "=" not in text and "%" not in text:
+        return text
     return _SAFE.sub(lambda found: f"%{ord(found.group()):02X}", text)
 
 

@@ -76,6 +76,17 @@ class _Limited(NamedTuple):
     metric_key: str
 
 
+class _Skipped(NamedTuple):
+    """A descriptor nothing is counted for: ``why`` (``no_rule``, ``replaced``,
+    ``unlimited``) and the rule's metric key ("" without a rule)."""
+
+    why: str
+    metric_key: str = ""
+
+
+_NO_RULE = _Skipped("no_rule")
+
+
 class EnvoyRateLimitService(proto.RateLimitServiceServicer):
     """Handlers for ``envoy.service.ratelimit.v3.RateLimitService``; ``config`` is the
     Envoy configuration in force (a reload assigns a new one). Time and status of each call
@@ -120,15 +131,15 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
                 rows.append((domain, item.metric_key, _outcome(decision)))
             else:
                 status.code = _Code.OK
-                if item == "unlimited":
+                if item.why == "unlimited":
                     status.limit_remaining = MAX_UINT32
-                rows.append((domain, "", item))
+                rows.append((domain, item.metric_key, item.why))
         self.metrics.envoy_decided(rows)
         return response
 
-    def plan(self, request: proto.RateLimitRequest) -> list[_Limited | str]:
+    def plan(self, request: proto.RateLimitRequest) -> list[_Limited | _Skipped]:
         """Validate ``request`` and say, per descriptor, what decides it: a hit to count, or
-        why nothing is counted (``no_rule``, ``replaced``, ``unlimited``). Raises
+        why nothing is counted (``_Skipped``). Raises
         ``InvalidRequest`` naming the field (``descriptors[1].entries[0].key``)."""
         domain = request.domain
         if not domain:
@@ -137,27 +148,27 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
             raise InvalidRequest("descriptors must not be empty", "descriptors")
         config = self.config
         known = config.knows(domain)
-        plan: list[_Limited | str] = []
+        plan: list[_Limited | _Skipped] = []
         replaced: set[str] = set()
         for index, descriptor in enumerate(request.descriptors):
             entries = _entries(descriptor, index)
             if not known:
-                plan.append("no_rule")
+                plan.append(_NO_RULE)
                 continue
             cost = request.hits_addend
             if descriptor.HasField("hits_addend"):
                 cost = min(descriptor.hits_addend.value, MAX_UINT32)
             cost = cost or 1
-            match = config.match(domain, entries)
             if descriptor.HasField("limit"):
                 plan.append(self._overridden(domain, entries, descriptor.limit, cost, index))
                 continue
+            match = config.match(domain, entries)
             if match is None:
-                plan.append("no_rule")
+                plan.append(_NO_RULE)
                 continue
             rule = match.rule
             if rule.unlimited:
-                plan.append("unlimited")
+                plan.append(_Skipped("unlimited", match.metric_key))
                 continue
             replaced.update(rule.replaces)
             policy = rule.policy
@@ -167,7 +178,7 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
             plan.append(_Limited(hit, rule, rule.unit, rule.name, match.metric_key))
         if replaced:
             plan = [
-                "replaced"
+                _Skipped("replaced", item.metric_key)
                 if isinstance(item, _Limited) and item.rule and item.rule.name in replaced
                 else item
                 for item in plan

@@ -65,6 +65,7 @@ class HeldLimiter:
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.groups: list[list[str]] = []  # the keys of each all-or-nothing call
         self.arrived = asyncio.Event()
         self.release = asyncio.Event()
 
@@ -82,6 +83,8 @@ class HeldLimiter:
     async def batch(
         self, message: proto.ShouldAllowBatchRequest, timeout: float
     ) -> proto.ShouldAllowBatchResponse:
+        if message.all_or_nothing:
+            self.groups.append([request.key for request in message.requests])
         await self._arrive(len(message.requests))
         return proto.ShouldAllowBatchResponse(
             responses=[proto.ShouldAllowResponse(allowed=True) for _ in message.requests]
@@ -136,4 +139,27 @@ async def test_time_in_the_queue_counts_against_the_deadline() -> None:
     assert isinstance(outcome, RpcFailure)
     assert outcome.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert limiter.calls == [1]  # the expired request was never sent
+    await coalescer.close()
+
+
+async def test_an_all_or_nothing_batch_is_never_merged_with_others() -> None:
+    limiter = HeldLimiter()
+    coalescer = CallCoalescer(
+        limiter.single, limiter.batch, timeout_s=5, max_in_flight=1, clock=Clock()
+    )
+    first = asyncio.ensure_future(coalescer.call(_request(0)))
+    await limiter.arrived.wait()
+    queued = [asyncio.ensure_future(coalescer.call(_request(n))) for n in range(1, 4)]
+    group = asyncio.ensure_future(coalescer.call_group([_request(10), _request(11)]))
+    await _run_ready_callbacks()
+    # The group went at once, alone; the queued requests still wait for room.
+    assert limiter.calls == [1, 2]
+    assert limiter.groups == [["ip:10", "ip:11"]]
+    assert not any(future.done() for future in queued)
+    limiter.release.set()
+    replies = await asyncio.gather(first, *queued)
+    assert len(await group) == 2
+    assert limiter.calls == [1, 2, 3]
+    assert limiter.groups == [["ip:10", "ip:11"]]
+    assert all(isinstance(r, proto.ShouldAllowResponse) for r in replies)
     await coalescer.close()

@@ -13,6 +13,7 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from ratelimit_client import (
+    BatchItem,
     Decision,
     FailureMode,
     InvalidKey,
@@ -270,3 +271,27 @@ async def test_the_lifespan_opens_no_real_client_when_a_fake_is_installed(
     async with app.router.lifespan_context(app) as lifespan_state:
         assert lifespan_state == {STATE_KEY: state}
     assert state.client is fake
+
+
+async def test_an_all_or_nothing_batch_of_the_fake_counts_nothing_when_one_is_denied() -> None:
+    fake = FakeLimiter(limit=5, clock=Clock())
+    fake.decide_now("b", cost=4)
+    group = [BatchItem("a", cost=2), BatchItem("b", cost=2), BatchItem("a", cost=1)]
+    denied = await fake.decide_batch(group, all_or_nothing=True)
+    assert [(d.allowed, d.reason) for d in denied] == [
+        (False, Reason.NOT_ALL_ALLOWED),
+        (False, Reason.OVER_LIMIT),
+        (False, Reason.NOT_ALL_ALLOWED),
+    ]
+    assert denied[0].remaining == 5 and denied[0].retry_after_s == denied[1].retry_after_s
+    assert fake.decide_now("a", cost=5).allowed
+    independent = fake.sync().decide_batch([BatchItem("c", cost=2), BatchItem("b", cost=2)])
+    assert [d.reason for d in independent] == [Reason.WITHIN_LIMIT, Reason.OVER_LIMIT]
+    admitted = fake.sync().decide_batch(
+        [BatchItem("d", cost=2), BatchItem("d", cost=3)], all_or_nothing=True
+    )
+    assert [d.remaining for d in admitted] == [3, 0]
+    fake.push("fail")
+    failed = await fake.decide_batch([BatchItem("e"), BatchItem("f")], all_or_nothing=True)
+    assert [d.reason for d in failed] == [Reason.FAIL_OPEN, Reason.FAIL_OPEN]
+    assert fake.decide_now("e", cost=5).allowed

@@ -30,10 +30,14 @@ class LimiterClient:
         return response
 
     async def batch(
-        self, requests: Sequence[proto.ShouldAllowRequest], timeout: float = 5.0
+        self,
+        requests: Sequence[proto.ShouldAllowRequest],
+        timeout: float = 5.0,
+        all_or_nothing: bool = False,
     ) -> list[proto.ShouldAllowResponse]:
+        message = proto.ShouldAllowBatchRequest(requests=requests, all_or_nothing=all_or_nothing)
         reply: proto.ShouldAllowBatchResponse = await self.stub.ShouldAllowBatch(
-            proto.ShouldAllowBatchRequest(requests=requests), timeout=timeout
+            message, timeout=timeout
         )
         return list(reply.responses)
 

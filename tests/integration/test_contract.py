@@ -95,6 +95,65 @@ async def test_batch_script_decides_items_in_order(redis_server: StandaloneRedis
     assert [v.allowed for v in got] == [True, True, True, False]
 
 
+SHADOW = Policy("shadow", 5, 10 * SECOND, Algorithm.FIXED_WINDOW, 5, shadow=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_all_or_nothing_groups_match_python_on_random_sequences(
+    redis_server: StandaloneRedis, seed: int
+) -> None:
+    """Calls of several groups (and lone hits), mixing algorithms, the same counter more
+    than once, dry runs and shadow policies: Lua and Python agree to the microsecond, and
+    every key written carries a TTL."""
+    rng = random.Random(f"groups-{seed}")
+    source = clocked_source()
+    clock = FakeClock(1_763_700_000_000_000 + rng.randrange(10 * SECOND))
+    memory = MemoryBackend(clock)
+    run = rng.random()
+    counters = [
+        (f"groups:{run}:{policy.name}:{i}", policy)
+        for policy in [*POLICIES, SHADOW]
+        for i in (0, 1)
+    ]
+    group_ids = iter(range(1, 1_000_000))
+    blocked = admitted = 0
+    with redis_server.client() as client:
+        for step in range(150):
+            clock.advance(rng.choice([0, 1, rng.randrange(2 * SECOND)]))
+            hits: list[Hit] = []
+            for _ in range(rng.randint(1, 3)):
+                group = next(group_ids) if rng.random() < 0.8 else 0
+                for _ in range(rng.randint(1, 5) if group else 1):
+                    key, policy = rng.choice(counters)
+                    cost = rng.choice([1, 1, rng.randint(1, policy.capacity)])
+                    hits.append(Hit(key, policy, cost, rng.random() < 0.1, group))
+            expected = await memory.decide(hits, 0.0)
+            got = run_clocked(client, source, hits, clock.now)
+            assert got == expected, f"step {step}"
+            held = {hit.group for hit, verdict in zip(hits, got, strict=True) if verdict.held}
+            blocked += len(held)
+            admitted += len({hit.group for hit in hits if hit.group} - held)
+            for key, _ in counters:
+                assert client.pttl(key) != -1, "every key written must carry a TTL"
+    assert blocked > 10 and admitted > 10, (blocked, admitted)
+
+
+async def test_a_probe_decides_like_the_real_run_and_writes_nothing(
+    redis_server: StandaloneRedis,
+) -> None:
+    source = clocked_source()
+    clock = FakeClock(1_763_700_000_000_000)
+    run = random.random()
+    hits = [Hit(f"probe:{run}:{policy.name}", policy, 2, False, 9) for policy in POLICIES[:3]] * 2
+    arguments = script_arguments(hits, range(len(hits)), probing={9})
+    with redis_server.client() as client:
+        probed = client.eval(source, *arguments, clock.now)
+        assert not any(client.exists(hit.storage_key) for hit in hits)
+        real = client.eval(source, *script_arguments(hits, range(len(hits))), clock.now)
+        assert all(client.exists(hit.storage_key) for hit in hits)
+    assert probed == real
+
+
 @pytest.mark.parametrize("algorithm", list(Algorithm))
 async def test_real_scripts_match_memory_within_a_window(
     redis_server: StandaloneRedis, algorithm: Algorithm

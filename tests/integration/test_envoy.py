@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack import ProcessGroup, StandaloneRedis, free_port, wait_until
 from devstack.limiter import LimiterNode, start_limiter
 from limiter_service.envoy import proto
+from tests.integration.client import LimiterClient
 from tests.integration.envoy_client import Code, Descriptor, EnvoyClient, Unit, descriptor
 from tests.integration.test_bad_input import rich_details
 
@@ -289,17 +290,25 @@ async def _wait_limit(client: EnvoyClient, expected: int) -> None:
     raise AssertionError(f"the limiter never applied requests_per_unit {expected}")
 
 
-async def test_reload_on_file_change_and_sighup_refusing_a_broken_file(
+async def test_reload_on_file_change_and_sighup_refusing_a_broken_file_next_to_policies(
     processes: ProcessGroup, tmp_path: Path
 ) -> None:
     directory = tmp_path / "envoy"
     directory.mkdir()
     path = directory / "reload.yaml"
     _write(path, 5)
-    env = {"LIMITER_ENVOY_CONFIG": str(directory), "LIMITER_POLICIES_WATCH_MS": "100"}
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("policies:\n  default: {limit: 3, window: 1h}\n")
+    env = {
+        "LIMITER_ENVOY_CONFIG": str(directory),
+        "LIMITER_POLICIES": str(policies),
+        "LIMITER_POLICIES_WATCH_MS": "100",
+    }
     node = start_limiter(processes, "limiter", free_port(), env)
     client = EnvoyClient(node.address)
+    ours = LimiterClient(node.address)
     try:
+        assert (await ours.should_allow(unique(), dry_run=True)).limit == 3
         assert await _limit(client) == 5
         _write(path, 7)
         await _wait_limit(client, 7)
@@ -316,10 +325,18 @@ async def test_reload_on_file_change_and_sighup_refusing_a_broken_file(
         )
         assert await _limit(client) == 7
         _write(path, 9)
-        node.process.signal(signal.SIGHUP)
+        policies.write_text("policies:\n  default: {limit: 4, window: 1h}\n")
+        node.process.signal(signal.SIGHUP)  # reloads both sources
         await _wait_limit(client, 9)
+        for _ in range(200):  # a readiness wait: at most ~10 s
+            if (await ours.should_allow(unique(), dry_run=True)).limit == 4:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the policies were not reloaded")
     finally:
         await client.close()
+        await ours.close()
     log = node.process.log_tail(300)
     assert "reload.yaml: descriptors[0].rate_limit.unit: 'eon' is not one of" in log
 
@@ -384,3 +401,41 @@ async def test_failure_mode_answers_when_redis_is_down(
         health = health_pb2_grpc.HealthStub(channel)
         status = health.Check(health_pb2.HealthCheckRequest(service=proto.SERVICE_NAME), timeout=5)
     assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_on_redis_cluster_counters_stay_in_their_slot_and_refusals_consume_nothing(
+    processes: ProcessGroup, tmp_path: Path
+) -> None:
+    from devstack.redis_cluster import RedisCluster, key_slot
+
+    config = tmp_path / "ratelimit.yaml"
+    config.write_text(CONFIG)
+    with RedisCluster(tmp_path / "cluster", node_timeout_ms=1000) as cluster:
+        env = {
+            "REDIS_CLUSTER_NODES": cluster.nodes_env(),
+            "REDIS_PASSWORD": cluster.password,
+            "LIMITER_ENVOY_CONFIG": str(config),
+            "LIMITER_DENY_CACHE_SIZE": "0",
+        }
+        node = start_limiter(processes, "limiter", free_port(), env)
+        client = EnvoyClient(node.address)
+        owners = cluster.slot_owners()
+        try:
+            # Users until two of them are counted on different primaries.
+            users: dict[object, str] = {}
+            while len(users) < 2:
+                user = unique()
+                users.setdefault(owners[key_slot(f"{{envoy/edge|user={user}}}")], user)
+            first, second = users.values()
+            both = [descriptor(("user", first)), descriptor(("user", second))]
+            refused = await client.should_rate_limit("edge", [*both, descriptor(("banned", "x"))])
+            assert refused.overall_code == Code.OVER_LIMIT
+            accepted = await client.should_rate_limit("edge", both)
+        finally:
+            await client.close()
+        assert [status.limit_remaining for status in accepted.statuses] == [4, 4]
+        for user in (first, second):
+            owner = owners[key_slot(f"{{envoy/edge|user={user}}}")]
+            with cluster.client(owner) as primary:
+                (key,) = primary.keys(f"*user={user}*")
+                assert primary.hget(key, "n") == "1"  # only the accepted request counted

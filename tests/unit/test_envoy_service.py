@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from limiter_service.backends.memory import MemoryBackend
+from limiter_service.deny_cache import DenyCache
 from limiter_service.envoy import proto
 from limiter_service.envoy.config import load_envoy_config
 from limiter_service.envoy.service import EnvoyRateLimitService
@@ -33,6 +34,8 @@ descriptors:
     rate_limit: {unit: hour, requests_per_unit: 9, name: any_path}
   - key: internal
     rate_limit: {unlimited: true, replaces: [{name: any_path}]}
+  - key: vip
+    rate_limit: {unit: hour, requests_per_unit: 50, replaces: [{name: any_path}]}
 """
 
 
@@ -102,6 +105,17 @@ async def test_unlimited_rules_replace_nothing_as_upstream(service: EnvoyRateLim
     path, internal = reply.statuses
     assert path.current_limit.name == "any_path" and path.limit_remaining == 8
     assert internal.limit_remaining == 2**32 - 1 and not internal.HasField("current_limit")
+    assert sample(service, domain="unit", key="unit.internal", outcome="unlimited") == 1
+
+
+async def test_replaces_drops_the_named_limit(service: EnvoyRateLimitService) -> None:
+    reply = await ask(service, descriptor(("path", "/")), descriptor(("vip", "yes")))
+    path, vip = reply.statuses
+    assert not path.HasField("current_limit") and path.code == Code.OK
+    assert vip.current_limit.requests_per_unit == 50
+    assert sample(service, domain="unit", key="unit.path", outcome="replaced") == 1
+    again = await ask(service, descriptor(("path", "/")))
+    assert again.statuses[0].limit_remaining == 8  # the replaced request counted nothing
 
 
 async def test_override_applies_in_a_known_domain_even_without_a_rule(
@@ -120,3 +134,24 @@ def test_invalid_requests_name_the_field(service: EnvoyRateLimitService) -> None
     with pytest.raises(InvalidRequest) as caught:
         service.plan(request("", [descriptor(("ip", "1"))]))
     assert caught.value.field == "domain"
+
+
+async def test_deny_cache_answers_keep_the_request_all_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "ratelimit.yaml"
+    path.write_text(CONFIG)
+    metrics = PrometheusMetrics()
+    limiter = Limiter(
+        default_policies(10, 60), MemoryBackend(), metrics=metrics, deny_cache=DenyCache(100)
+    )
+    service = EnvoyRateLimitService(limiter, load_envoy_config(path))
+    for _ in range(3):  # the first denial is Redis's, the next ones the deny cache's
+        refused = await ask(service, descriptor(("ip", "7")), descriptor(("banned", "x")))
+        assert [s.code for s in refused.statuses] == [Code.OK, Code.OVER_LIMIT]
+    assert value_of(metrics, "ratelimit_deny_cache_answers_total", policy="unit.banned") >= 1
+    alone = await ask(service, descriptor(("ip", "7")))
+    assert alone.statuses[0].limit_remaining == 1
+
+
+def value_of(metrics: PrometheusMetrics, name: str, **labels: str) -> float:
+    found = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found

@@ -136,3 +136,46 @@ def test_envoy_field_numbers_match_envoys_api() -> None:
         "OVER_LIMIT": 2,
     }
     assert envoy_proto.SERVICE_NAME == "envoy.service.ratelimit.v3.RateLimitService"
+
+
+# Serialized by Envoy's own generated code (the xds-protos package, in a throwaway venv), so
+# that our copy is held to Envoy's bytes, both ways.
+ENVOY_REQUEST = bytes.fromhex(
+    "0a046564676512360a1a0a0e72656d6f74655f61646472657373120831302e302e302e310a0e0a04706174"
+    "6812062f6c6f67696e1204082a10021a02080712080a060a04746965721803"
+)
+ENVOY_RESPONSE = bytes.fromhex(
+    "080212170802120c080510071a067065725f69702205080c10f4031208080118ffffffff0f1a080a03782d"
+    "6112016222080a03782d631201642a046f766572320a0a080a016b12031a0176"
+)
+
+
+def test_envoys_bytes_decode_and_encode_the_same() -> None:
+    request = envoy_proto.RateLimitRequest.FromString(ENVOY_REQUEST)
+    assert request.domain == "edge" and request.hits_addend == 3
+    first, second = request.descriptors
+    assert [(e.key, e.value) for e in first.entries] == [
+        ("remote_address", "10.0.0.1"),
+        ("path", "/login"),
+    ]
+    assert (first.limit.requests_per_unit, first.limit.unit) == (
+        42,
+        envoy_proto.RateLimitUnit.MINUTE,
+    )
+    assert first.hits_addend.value == 7 and not second.HasField("hits_addend")
+    assert [(e.key, e.value) for e in second.entries] == [("tier", "")]
+    assert request.SerializeToString(deterministic=True) == ENVOY_REQUEST
+
+    response = envoy_proto.RateLimitResponse(overall_code=envoy_proto.RateLimitResponse.OVER_LIMIT)
+    status = response.statuses.add(code=envoy_proto.RateLimitResponse.OVER_LIMIT)
+    status.current_limit.name = "per_ip"
+    status.current_limit.requests_per_unit = 5
+    status.current_limit.unit = envoy_proto.RateLimitResponse.RateLimit.WEEK
+    status.duration_until_reset.seconds = 12
+    status.duration_until_reset.nanos = 500
+    response.statuses.add(code=envoy_proto.RateLimitResponse.OK, limit_remaining=2**32 - 1)
+    response.response_headers_to_add.add(key="x-a", value="b")
+    response.request_headers_to_add.add(key="x-c", value="d")
+    response.raw_body = b"over"
+    response.dynamic_metadata.fields["k"].string_value = "v"
+    assert response.SerializeToString(deterministic=True) == ENVOY_RESPONSE

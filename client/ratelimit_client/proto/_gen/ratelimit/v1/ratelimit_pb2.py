@@ -25,27 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cratelimit/v1/ratelimit.proto\x12\x0cratelimit.v1\x1a\x1egoogle/protobuf/duration.proto\"\x8a\x01\n\x12ShouldAllowRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x0c\n\x04\x63ost\x18\x03 \x01(\r\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\r\n\x05limit\x18\x05 \x01(\x04\x12)\n\x06window\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x89\x02\n\x13ShouldAllowResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x04\x12\x11\n\tremaining\x18\x03 \x01(\x04\x12.\n\x0breset_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12$\n\x06reason\x18\x07 \x01(\x0e\x32\x14.ratelimit.v1.Reason\x12)\n\x06window\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"M\n\x17ShouldAllowBatchRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .ratelimit.v1.ShouldAllowRequest\"P\n\x18ShouldAllowBatchResponse\x12\x34\n\tresponses\x18\x01 \x03(\x0b\x32!.ratelimit.v1.ShouldAllowResponse\"e\n\x0cResetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x04\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1f\n\rResetResponse\x12\x0e\n\x06policy\x18\x01 \x01(\t*\xb2\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13REASON_WITHIN_LIMIT\x10\x01\x12\x15\n\x11REASON_OVER_LIMIT\x10\x02\x12\x14\n\x10REASON_FAIL_OPEN\x10\x03\x12\x16\n\x12REASON_FAIL_CLOSED\x10\x04\x12\x1c\n\x18REASON_SHADOW_OVER_LIMIT\x10\x05\x12\x14\n\x10REASON_UNLIMITED\x10\x06\x32\x86\x02\n\x0bRateLimiter\x12R\n\x0bShouldAllow\x12 .ratelimit.v1.ShouldAllowRequest\x1a!.ratelimit.v1.ShouldAllowResponse\x12\x61\n\x10ShouldAllowBatch\x12%.ratelimit.v1.ShouldAllowBatchRequest\x1a&.ratelimit.v1.ShouldAllowBatchResponse\x12@\n\x05Reset\x12\x1a.ratelimit.v1.ResetRequest\x1a\x1b.ratelimit.v1.ResetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cratelimit/v1/ratelimit.proto\x12\x0cratelimit.v1\x1a\x1egoogle/protobuf/duration.proto\"\x8a\x01\n\x12ShouldAllowRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x0c\n\x04\x63ost\x18\x03 \x01(\r\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\r\n\x05limit\x18\x05 \x01(\x04\x12)\n\x06window\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x89\x02\n\x13ShouldAllowResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x04\x12\x11\n\tremaining\x18\x03 \x01(\x04\x12.\n\x0breset_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12$\n\x06reason\x18\x07 \x01(\x0e\x32\x14.ratelimit.v1.Reason\x12)\n\x06window\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"e\n\x17ShouldAllowBatchRequest\x12\x32\n\x08requests\x18\x01 \x03(\x0b\x32 .ratelimit.v1.ShouldAllowRequest\x12\x16\n\x0e\x61ll_or_nothing\x18\x02 \x01(\x08\"P\n\x18ShouldAllowBatchResponse\x12\x34\n\tresponses\x18\x01 \x03(\x0b\x32!.ratelimit.v1.ShouldAllowResponse\"e\n\x0cResetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x04\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1f\n\rResetResponse\x12\x0e\n\x06policy\x18\x01 \x01(\t*\xce\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13REASON_WITHIN_LIMIT\x10\x01\x12\x15\n\x11REASON_OVER_LIMIT\x10\x02\x12\x14\n\x10REASON_FAIL_OPEN\x10\x03\x12\x16\n\x12REASON_FAIL_CLOSED\x10\x04\x12\x1c\n\x18REASON_SHADOW_OVER_LIMIT\x10\x05\x12\x14\n\x10REASON_UNLIMITED\x10\x06\x12\x1a\n\x16REASON_NOT_ALL_ALLOWED\x10\x07\x32\x86\x02\n\x0bRateLimiter\x12R\n\x0bShouldAllow\x12 .ratelimit.v1.ShouldAllowRequest\x1a!.ratelimit.v1.ShouldAllowResponse\x12\x61\n\x10ShouldAllowBatch\x12%.ratelimit.v1.ShouldAllowBatchRequest\x1a&.ratelimit.v1.ShouldAllowBatchResponse\x12@\n\x05Reset\x12\x1a.ratelimit.v1.ResetRequest\x1a\x1b.ratelimit.v1.ResetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ratelimit.v1.ratelimit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REASON']._serialized_start=785
-  _globals['_REASON']._serialized_end=963
+  _globals['_REASON']._serialized_start=809
+  _globals['_REASON']._serialized_end=1015
   _globals['_SHOULDALLOWREQUEST']._serialized_start=79
   _globals['_SHOULDALLOWREQUEST']._serialized_end=217
   _globals['_SHOULDALLOWRESPONSE']._serialized_start=220
   _globals['_SHOULDALLOWRESPONSE']._serialized_end=485
   _globals['_SHOULDALLOWBATCHREQUEST']._serialized_start=487
-  _globals['_SHOULDALLOWBATCHREQUEST']._serialized_end=564
-  _globals['_SHOULDALLOWBATCHRESPONSE']._serialized_start=566
-  _globals['_SHOULDALLOWBATCHRESPONSE']._serialized_end=646
-  _globals['_RESETREQUEST']._serialized_start=648
-  _globals['_RESETREQUEST']._serialized_end=749
-  _globals['_RESETRESPONSE']._serialized_start=751
-  _globals['_RESETRESPONSE']._serialized_end=782
-  _globals['_RATELIMITER']._serialized_start=966
-  _globals['_RATELIMITER']._serialized_end=1228
+  _globals['_SHOULDALLOWBATCHREQUEST']._serialized_end=588
+  _globals['_SHOULDALLOWBATCHRESPONSE']._serialized_start=590
+  _globals['_SHOULDALLOWBATCHRESPONSE']._serialized_end=670
+  _globals['_RESETREQUEST']._serialized_start=672
+  _globals['_RESETREQUEST']._serialized_end=773
+  _globals['_RESETRESPONSE']._serialized_start=775
+  _globals['_RESETRESPONSE']._serialized_end=806
+  _globals['_RATELIMITER']._serialized_start=1018
+  _globals['_RATELIMITER']._serialized_end=1280
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,7 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_FAIL_CLOSED: _ClassVar[Reason]
     REASON_SHADOW_OVER_LIMIT: _ClassVar[Reason]
     REASON_UNLIMITED: _ClassVar[Reason]
+    REASON_NOT_ALL_ALLOWED: _ClassVar[Reason]
 REASON_UNSPECIFIED: Reason
 REASON_WITHIN_LIMIT: Reason
 REASON_OVER_LIMIT: Reason
@@ -26,6 +27,7 @@ REASON_FAIL_OPEN: Reason
 REASON_FAIL_CLOSED: Reason
 REASON_SHADOW_OVER_LIMIT: Reason
 REASON_UNLIMITED: Reason
+REASON_NOT_ALL_ALLOWED: Reason
 
 class ShouldAllowRequest(_message.Message):
     __slots__ = ("key", "policy", "cost", "dry_run", "limit", "window")
@@ -64,10 +66,12 @@ class ShouldAllowResponse(_message.Message):
     def __init__(self, allowed: _Optional[bool] = ..., limit: _Optional[int] = ..., remaining: _Optional[int] = ..., reset_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., policy: _Optional[str] = ..., reason: _Optional[_Union[Reason, str]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ShouldAllowBatchRequest(_message.Message):
-    __slots__ = ("requests",)
+    __slots__ = ("requests", "all_or_nothing")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ALL_OR_NOTHING_FIELD_NUMBER: _ClassVar[int]
     requests: _containers.RepeatedCompositeFieldContainer[ShouldAllowRequest]
-    def __init__(self, requests: _Optional[_Iterable[_Union[ShouldAllowRequest, _Mapping]]] = ...) -> None: ...
+    all_or_nothing: bool
+    def __init__(self, requests: _Optional[_Iterable[_Union[ShouldAllowRequest, _Mapping]]] = ..., all_or_nothing: _Optional[bool] = ...) -> None: ...
 
 class ShouldAllowBatchResponse(_message.Message):
     __slots__ = ("responses",)

@@ -69,7 +69,8 @@ class RateLimiterServicer:
     def ShouldAllowBatch(self, request, context):
         """Decide up to 1000 requests in one call and one backend round trip. Each item is decided
         independently, in order (a later item on the same key sees the earlier one's
-        consumption). Any invalid item fails the whole call before anything is consumed.
+        consumption), unless `all_or_nothing` is set. Any invalid item fails the whole call
+        before anything is consumed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
