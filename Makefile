@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+ARGS ?=
 
 .PHONY: run test lint bench proto stack system-deps venv format clean compose-test wheels
 
@@ -47,8 +48,9 @@ bench: $(STAMP) system-deps
 	$(PY) -m bench $(BENCH_ARGS)
 
 ## The full topology as local processes: Redis + sentinels, limiters, APIs, Nginx.
+## Envoy as the edge instead: make stack ARGS='--edge envoy' (ARGS: python -m devstack's flags).
 stack: $(STAMP) system-deps
-	$(PY) -m devstack
+	$(PY) -m devstack $(ARGS)
 
 ## Build the two distributions into dist/: ratelimit-client and the server.
 wheels: $(STAMP)

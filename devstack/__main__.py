@@ -1,10 +1,10 @@
 """``python -m devstack`` (``make stack``): the full topology as local processes.
 
-Starts Redis + Sentinels, two limiters, two APIs, Nginx and Prometheus (see
-``devstack.stack``), waits for every health check, prints where everything listens, then
-waits for Ctrl-C or SIGTERM and stops every process it started. Each flag's default comes
-from the environment variable named in its help, else the value shown; port 0 picks a free
-port.
+Starts Redis + Sentinels, two limiters, two APIs, Nginx (or Envoy: ``--edge envoy``) and
+Prometheus (see ``devstack.stack``), waits for every health check, prints where everything
+listens, then waits for Ctrl-C or SIGTERM and stops every process it started. Each flag's
+default comes from the environment variable named in its help, else the value shown; port 0
+picks a free port.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from devstack.errors import DevstackError
 from devstack.prometheus import DEFAULT_SCRAPE_INTERVAL
 from devstack.stack import Stack
 from devstack.stack_banner import banner
-from devstack.stack_config import FAILURE_MODES, StackConfig
+from devstack.stack_config import EDGES, FAILURE_MODES, StackConfig
 
 __all__ = ["main", "parse_args"]
 
@@ -64,10 +64,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="loopback address to listen on (env STACK_HOST; %(default)s)",
     )
     parser.add_argument(
+        "--edge",
+        choices=EDGES,
+        default=env("STACK_EDGE", "nginx"),
+        help="the proxy in front of the APIs; envoy's ratelimit filter asks the limiters "
+        "for deploy/envoy/ratelimit.yaml's limits (env STACK_EDGE; %(default)s)",
+    )
+    parser.add_argument(
         "--nginx-port",
         type=int,
         default=env("STACK_NGINX_PORT", "8080"),
-        help="Nginx port (env STACK_NGINX_PORT; %(default)s)",
+        help="the edge's port, Nginx or Envoy (env STACK_NGINX_PORT; %(default)s)",
+    )
+    parser.add_argument(
+        "--envoy-admin-port",
+        type=int,
+        default=env("STACK_ENVOY_ADMIN_PORT", "9901"),
+        help="Envoy's admin interface, with --edge envoy (env STACK_ENVOY_ADMIN_PORT; %(default)s)",
     )
     parser.add_argument(
         "--api-ports",
@@ -159,6 +172,8 @@ def _config(args: argparse.Namespace) -> StackConfig:
         failure_mode=args.failure_mode,
         down_after_ms=args.down_after_ms,
         nginx_workers=args.nginx_workers,
+        edge=args.edge,
+        envoy_admin_port=args.envoy_admin_port,
     )
 
 

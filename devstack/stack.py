@@ -1,7 +1,8 @@
 """The whole topology as local processes: the same services as ``deploy/docker-compose.yml``.
 
 Redis master + 2 replicas + 3 Sentinels, 2 limiter replicas on the Sentinel backend, 2 API
-replicas balancing over both limiters, Nginx in front of both APIs, and Prometheus scraping
+replicas balancing over both limiters, Nginx (or Envoy, with ``edge="envoy"``, its ratelimit
+filter asking the limiters too) in front of both APIs, and Prometheus scraping
 the limiters and the APIs, all on loopback with their files under one working directory.
 ``make stack`` runs it (``devstack.__main__``) and the end-to-end tests drive it, so both
 exercise the same launcher.
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from devstack.api import ApiNode, start_api, wait_api
+from devstack.envoy import EnvoyNode, start_envoy
+from devstack.envoy_config import UPSTREAM_CLUSTER
 from devstack.errors import DevstackError, UnknownNodeError
 from devstack.lifecycle import StopsOnExit
 from devstack.limiter import LimiterNode, start_limiter
@@ -27,16 +30,18 @@ from devstack.prometheus import PrometheusNode, start_prometheus
 from devstack.redis_topology import RedisTopology
 from devstack.stack_config import (
     API_SERVICES,
+    ENVOY_SERVICE,
     LIMITER_SERVICES,
     NGINX_SERVICE,
     PROMETHEUS_SERVICE,
     REDIS_SERVICES,
     SENTINEL_SERVICES,
-    SERVICES,
     StackConfig,
     api_env,
+    edge_settings,
     limiter_env,
     scrape_targets,
+    services,
 )
 from devstack.waiting import wait_until
 
@@ -62,6 +67,7 @@ class Stack(StopsOnExit):
         self._limiters: dict[str, LimiterNode] = {}
         self._apis: dict[str, ApiNode] = {}
         self._nginx: NginxNode | None = None
+        self._envoy: EnvoyNode | None = None
         self._prometheus: PrometheusNode | None = None
         self._env: dict[str, Mapping[str, str]] = {}
 
@@ -96,14 +102,30 @@ class Stack(StopsOnExit):
 
     @property
     def nginx(self) -> NginxNode:
-        """The running Nginx. Raises ``DevstackError`` before ``start()``."""
+        """The running Nginx. Raises ``DevstackError`` before ``start()`` and when the
+        edge is Envoy."""
         if self._nginx is None:
-            raise DevstackError("the stack is not started")
+            raise DevstackError(f"no Nginx running (edge: {self._config.edge})")
         return self._nginx
 
     @property
+    def envoy(self) -> EnvoyNode:
+        """The running Envoy. Raises ``DevstackError`` before ``start()`` and when the
+        edge is Nginx."""
+        if self._envoy is None:
+            raise DevstackError(f"no Envoy running (edge: {self._config.edge})")
+        return self._envoy
+
+    @property
     def nginx_url(self) -> str:
-        """Base URL of the edge, e.g. ``http://127.0.0.1:8080``."""
+        """Base URL of the edge, Nginx or Envoy, e.g. ``http://127.0.0.1:8080``."""
+        return self.edge_url
+
+    @property
+    def edge_url(self) -> str:
+        """Base URL of the edge, Nginx or Envoy, e.g. ``http://127.0.0.1:8080``."""
+        if self._config.edge == ENVOY_SERVICE:
+            return self.envoy.url
         return self.nginx.url
 
     @property
@@ -136,18 +158,23 @@ class Stack(StopsOnExit):
             found[name] = limiter.process
         for name, api in self._apis.items():
             found[name] = api.process
-        found[NGINX_SERVICE] = self.nginx.process
+        if self._config.edge == ENVOY_SERVICE:
+            found[ENVOY_SERVICE] = self.envoy.process
+        else:
+            found[NGINX_SERVICE] = self.nginx.process
         found[PROMETHEUS_SERVICE] = self.prometheus.process
-        return {name: found[name] for name in SERVICES}
+        return {name: found[name] for name in services(self._config.edge)}
 
     def service_env(self, name: str) -> Mapping[str, str]:
         """The environment given to service ``name`` (for Nginx: the template's variables).
 
-        Redis nodes and Sentinels are configured by files and get none: ``{}``. Raises
-        ``UnknownNodeError`` for a name that is no service, ``DevstackError`` before start.
+        Redis nodes, Sentinels and Envoy are configured by files and get none: ``{}``.
+        Raises ``UnknownNodeError`` for a name that is no service, ``DevstackError`` before
+        start.
         """
-        if name not in SERVICES:
-            raise UnknownNodeError(f"no service named {name!r}; services: {', '.join(SERVICES)}")
+        known = services(self._config.edge)
+        if name not in known:
+            raise UnknownNodeError(f"no service named {name!r}; services: {', '.join(known)}")
         if self._topology is None:
             raise DevstackError("the stack is not started")
         return dict(self._env.get(name, {}))
@@ -179,7 +206,10 @@ class Stack(StopsOnExit):
             for name in API_SERVICES:
                 self._launch_api(name, {})
             _in_parallel([partial(wait_api, api, timeout) for api in self._apis.values()])
-            self._start_nginx()
+            if self._config.edge == ENVOY_SERVICE:
+                self._start_envoy()
+            else:
+                self._start_nginx()
             self._start_prometheus()
         except BaseException:
             self.stop()
@@ -216,25 +246,28 @@ class Stack(StopsOnExit):
         return node
 
     def wait_in_rotation(self, name: str, timeout: float = 15.0) -> None:
-        """Return once a request through Nginx is served by API replica ``name``.
+        """Return once a request through the edge is served by API replica ``name``.
 
-        Nginx skips a replica that failed for its ``fail_timeout`` (2 s), restarted or
-        not; this polls ``GET /`` (not rate-limited) until ``X-Served-By`` names it.
-        Raises ``DeadlineExceededError`` after ``timeout`` seconds.
+        Nginx skips a replica that failed for its ``fail_timeout`` (2 s), Envoy until its
+        health check passes again, restarted or not; this polls ``GET /`` (not
+        rate-limited) until ``X-Served-By`` names it. Raises ``DeadlineExceededError``
+        after ``timeout`` seconds.
         """
         api = self._api(name)
-        nginx = self.nginx
+        edge: NginxNode | EnvoyNode = (
+            self.envoy if self._config.edge == ENVOY_SERVICE else self.nginx
+        )
 
         def served() -> bool | None:
-            status, headers = nginx.get("/")
+            status, headers = edge.get("/")
             return True if status == 200 and headers.get("x-served-by") == name else None
 
         wait_until(
             served,
             timeout=timeout,
-            waiting_for=f"Nginx to send requests to {name} again",
+            waiting_for=f"{self._config.edge} to send requests to {name} again",
             retry_on=(OSError, http.client.HTTPException),
-            watch=(api.process, nginx.process),
+            watch=(api.process, edge.process),
         )
 
     def kill_limiter(self, name: str) -> int:
@@ -308,6 +341,17 @@ class Stack(StopsOnExit):
             timeout=self._config.startup_timeout,
         )
         self._env[NGINX_SERVICE] = dict(self._nginx.variables)
+
+    def _start_envoy(self) -> None:
+        first, second = (self._apis[name].address for name in API_SERVICES)
+        self._envoy = start_envoy(
+            self._group,
+            ENVOY_SERVICE,
+            workdir=self._workdir / "envoy",
+            settings=edge_settings(self._config, (first, second)),
+            timeout=self._config.startup_timeout,
+        )
+        self._envoy.wait_healthy(UPSTREAM_CLUSTER, len(API_SERVICES), self._config.startup_timeout)
 
     def _start_prometheus(self) -> None:
         self._prometheus = start_prometheus(

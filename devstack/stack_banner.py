@@ -12,7 +12,7 @@ from devstack.stack_config import (
     PROMETHEUS_SERVICE,
     REDIS_SERVICES,
     SENTINEL_SERVICES,
-    SERVICES,
+    services,
 )
 
 __all__ = ["banner", "redis_cli"]
@@ -27,11 +27,27 @@ def redis_cli(password_file: Path | None, arguments: str) -> str:
     return f'REDISCLI_AUTH="$(cat {shlex.quote(str(password_file))})" redis-cli {arguments}'
 
 
+_LIMITED_HEADERS = {
+    "nginx": "RateLimit-Policy / RateLimit headers",
+    "envoy": "Envoy's x-ratelimit-* (limits of deploy/envoy/ratelimit.yaml), then the API's",
+}
+
+
+def _envoy_lines(stack: Stack) -> str:
+    admin = stack.envoy.admin_url
+    return f"""\
+  curl -s {admin}/clusters | grep health_flags   # Envoy's view of limiters and APIs
+  curl -s {admin}/stats | grep ratelimit          # the filter's ok/over_limit/error counts
+  Envoy's bootstrap: {stack.envoy.config_path}
+"""
+
+
 def banner(stack: Stack) -> str:
     """The URLs, PIDs, log directory and a curl / grpcurl / redis-cli cheat sheet; no
     password (the redis-cli lines read theirs from the 0600 files the topology wrote)."""
     config = stack.config
-    edge = stack.nginx_url
+    edge = stack.edge_url
+    edge_name = config.edge
     first_limiter = stack.limiters[LIMITER_SERVICES[0]]
     limiter = first_limiter.address
     prometheus = stack.prometheus.url
@@ -50,11 +66,11 @@ def banner(stack: Stack) -> str:
                 strict=True,
             )
         },
-        "nginx": edge,
+        edge_name: edge,
         PROMETHEUS_SERVICE: prometheus,
     }
-    services = "\n".join(
-        f"  {name:<16} {where[name]:<28} pid {processes[name].pid}" for name in SERVICES
+    listing = "\n".join(
+        f"  {name:<16} {where[name]:<28} pid {processes[name].pid}" for name in services(edge_name)
     )
     ask_sentinel = redis_cli(
         topology.sentinel_password_file,
@@ -68,7 +84,7 @@ def banner(stack: Stack) -> str:
 The stack is up: limit {config.rate_limit} per {config.time_window} s per client IP (fixed \
 window), failure mode {config.failure_mode}.
 
-{services}
+{listing}
 
   edge:  {edge}      logs: {stack.log_dir}
   Prometheus: {prometheus} (scrapes both limiters and both APIs every \
@@ -78,7 +94,7 @@ window), failure mode {config.failure_mode}.
 
 Try:
   curl -i {edge}/                       # not limited; X-Served-By alternates api-1/api-2
-  curl -i {edge}/limited_endpoint       # RateLimit-Policy / RateLimit headers
+  curl -i {edge}/limited_endpoint       # {_LIMITED_HEADERS[edge_name]}
   for i in $(seq 12); do curl -s -o /dev/null -w '%{{http_code}} ' {edge}/limited_endpoint; \
 done; echo
   curl -i --interface 127.0.0.2 {edge}/limited_endpoint   # another client: its own budget
@@ -92,7 +108,7 @@ done; echo
   {ask_sentinel}
   {scan_master}
   wrk -t2 -c50 -d10s {edge}/health
-  kill -9 {processes["api-1"].pid}      # Nginx retries on api-2; no request fails
-
+  kill -9 {processes["api-1"].pid}      # {edge_name} retries on api-2; no request fails
+{_envoy_lines(stack) if edge_name == "envoy" else ""}
 Ctrl-C stops everything.
 """

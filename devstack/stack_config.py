@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
+from devstack.envoy_config import EdgeSettings, RemoteAddress, Route
 from devstack.ports import free_ports
 from devstack.prometheus import DEFAULT_SCRAPE_INTERVAL, Targets
 
 __all__ = [
     "API_SERVICES",
+    "EDGES",
+    "ENVOY_RATELIMIT_CONFIG",
+    "ENVOY_SERVICE",
     "FAILURE_MODES",
     "LIMITER_SERVICES",
     "NGINX_SERVICE",
@@ -24,8 +29,10 @@ __all__ = [
     "SERVICES",
     "StackConfig",
     "api_env",
+    "edge_settings",
     "limiter_env",
     "scrape_targets",
+    "services",
 ]
 
 REDIS_SERVICES = ("redis-master", "redis-replica-1", "redis-replica-2")
@@ -34,6 +41,7 @@ SENTINEL_SERVICES = ("sentinel-1", "sentinel-2", "sentinel-3")
 LIMITER_SERVICES = ("limiter-1", "limiter-2")
 API_SERVICES = ("api-1", "api-2")
 NGINX_SERVICE = "nginx"
+ENVOY_SERVICE = "envoy"
 PROMETHEUS_SERVICE = "prometheus"
 SERVICES = (
     *REDIS_SERVICES,
@@ -43,9 +51,18 @@ SERVICES = (
     NGINX_SERVICE,
     PROMETHEUS_SERVICE,
 )
-"""Every service, in start order."""
+"""Every service, in start order (with the default edge, Nginx)."""
 
 FAILURE_MODES = ("open", "closed")
+EDGES = (NGINX_SERVICE, ENVOY_SERVICE)
+ENVOY_RATELIMIT_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "envoy" / "ratelimit.yaml"
+"""The edge's limits in envoyproxy/ratelimit's format, loaded by every limiter."""
+ENVOY_DOMAIN = "edge"
+
+
+def services(edge: str = NGINX_SERVICE) -> tuple[str, ...]:
+    """Every service of a stack whose edge is ``edge`` (one of ``EDGES``), in start order."""
+    return tuple(edge if name == NGINX_SERVICE else name for name in SERVICES)
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,10 @@ class StackConfig:
     seconds. ``limiter_metrics_ports`` are where the limiters serve ``/metrics``;
     Prometheus listens on ``prometheus_port`` and scrapes every ``scrape_interval`` (a
     Prometheus duration). ``limiter_workers`` is each limiter's ``LIMITER_WORKERS`` (one
-    by default, as compose runs them).
+    by default, as compose runs them). ``edge`` is the proxy in front of the APIs (one of
+    ``EDGES``), listening on ``nginx_port`` either way; Envoy's admin interface listens on
+    ``envoy_admin_port``, and its ratelimit filter asks the limiters for the limits of
+    ``envoy_config`` (the limiters' ``LIMITER_ENVOY_CONFIG``).
     """
 
     host: str = "127.0.0.1"
@@ -84,12 +104,17 @@ class StackConfig:
     nginx_workers: str = "auto"
     limiter_workers: int = 1
     startup_timeout: float = 60.0
+    edge: str = NGINX_SERVICE
+    envoy_admin_port: int = 0
+    envoy_config: Path = ENVOY_RATELIMIT_CONFIG
 
     def __post_init__(self) -> None:
         if self.failure_mode not in FAILURE_MODES:
             raise ValueError(
                 f"failure_mode must be one of {FAILURE_MODES}, got {self.failure_mode!r}"
             )
+        if self.edge not in EDGES:
+            raise ValueError(f"edge must be one of {EDGES}, got {self.edge!r}")
         if self.redis_ports and len(self.redis_ports) != 6:
             raise ValueError("redis_ports: master, 2 replicas, 3 sentinels (6 ports)")
         ports = (
@@ -99,6 +124,7 @@ class StackConfig:
             *self.redis_ports,
             *self.limiter_metrics_ports,
             self.prometheus_port,
+            self.envoy_admin_port,
         )
         for port in ports:
             if not 0 <= port < 65536:
@@ -116,6 +142,7 @@ class StackConfig:
             *self.limiter_ports,
             *self.limiter_metrics_ports,
             self.prometheus_port,
+            self.envoy_admin_port,
         ]
         free = iter(free_ports(wanted.count(0), self.host))
         chosen = [port or next(free) for port in wanted]
@@ -126,6 +153,7 @@ class StackConfig:
             limiter_ports=(chosen[3], chosen[4]),
             limiter_metrics_ports=(chosen[5], chosen[6]),
             prometheus_port=chosen[7],
+            envoy_admin_port=chosen[8],
         )
 
     def limiter_addresses(self) -> list[str]:
@@ -159,7 +187,26 @@ def limiter_env(
         "LIMITER_DECISION_TIMEOUT_MS": str(config.decision_timeout_ms),
         "LIMITER_DENY_CACHE_SIZE": str(config.limiter_deny_cache_size),
         "LIMITER_WORKERS": str(config.limiter_workers),
+        "LIMITER_ENVOY_CONFIG": str(config.envoy_config),
     }
+
+
+def edge_settings(config: StackConfig, api_servers: tuple[str, str]) -> EdgeSettings:
+    """What Envoy is rendered with as the edge: in front of ``api_servers``, asking every
+    limiter for domain ``edge`` with one descriptor, the client's address, on
+    ``/limited_endpoint`` (the other paths are not limited at the edge), failing closed
+    (500) when ``failure_mode`` is ``closed``, each decision bounded by ``EdgeSettings``'s
+    default timeout (retries included; roomier than the APIs' ``limiter_timeout_ms``, so
+    the same rendering serves compose's busier containers)."""
+    return EdgeSettings(
+        listen=(config.host, config.nginx_port),
+        admin=(config.host, config.envoy_admin_port),
+        limiters=config.limiter_addresses(),
+        upstreams=api_servers,
+        domain=ENVOY_DOMAIN,
+        failure_mode_deny=config.failure_mode == "closed",
+        routes=(Route("/limited_endpoint", ((RemoteAddress(),),)), Route("/")),
+    )
 
 
 def api_env(config: StackConfig, *, name: str, port: int) -> dict[str, str]:

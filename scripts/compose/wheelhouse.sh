@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The wheels both images install (deploy/image_requirements.py, pinned by
+# The wheels the images install (deploy/image_requirements.py, pinned by
 # requirements/constraints.txt), downloaded once into $COMPOSE_TEST_CACHE/wheels/<hash>;
 # prints that directory. The image builds then install from it alone, with no network.
 #
@@ -32,7 +32,7 @@ for candidate in "${PIP_CERT:-}" "${SSL_CERT_FILE:-}" "${REQUESTS_CA_BUNDLE:-}" 
 done
 rm -rf "$root" && mkdir -p "$out"
 {
-  for image in limiter api; do python3 deploy/image_requirements.py "$image"; done
+  for image in limiter api envoy; do python3 deploy/image_requirements.py "$image"; done
 } >"$out/requirements.txt"
 cp requirements/constraints.txt "$out/constraints.txt"
 args=(--rm --pull=never --network=host -v "$out:/wheelhouse" -e PIP_DISABLE_PIP_VERSION_CHECK=1)

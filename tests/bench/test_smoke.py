@@ -68,6 +68,8 @@ def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
         "limiter/memory ShouldAllow",
         "limiter/redis ShouldAllow",
         "limiter/redis ShouldAllowBatch x100",
+        "limiter/redis ShouldRateLimit, 1 descriptor",
+        "limiter/redis ShouldRateLimit, 3 descriptors",
         "limiter/redis, metrics off ShouldAllow",
         "limiter/redis, metrics off ShouldAllowBatch x100",
         "limiter/redis, 1 worker ShouldAllow",
@@ -86,6 +88,13 @@ def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
 
     for name in ("echo ShouldAllowBatch x100", "limiter/redis ShouldAllowBatch x100"):
         assert rows[name]["decisions_per_s"] == pytest.approx(100 * rows[name]["calls_per_s"])
+    for descriptors in (1, 3):
+        row = rows[
+            f"limiter/redis ShouldRateLimit, {descriptors} descriptor" + "s" * (descriptors > 1)
+        ]
+        assert row["decisions_per_s"] == pytest.approx(descriptors * row["calls_per_s"])
+        assert set(row["reasons"]) == {"OK"}
+        assert row["redis_cpu_us"] > 0
     decided = rows["limiter/redis ShouldAllow"]
     assert set(decided["reasons"]) == {"REASON_WITHIN_LIMIT"}
     assert decided["redis_cpu_us"] > 0 and decided["cpu_vs_echo"] > 0

@@ -1,6 +1,7 @@
 """The project ``make compose-test`` runs: ``deploy/docker-compose.yml`` brought up with
-podman from images already built, every healthcheck passed, Nginx published on two
-loopback ports; and taken down again (``down -v`` and the anonymous volumes), whatever
+podman from images already built, with the ``envoy`` profile (Envoy as a second edge over
+the same APIs), every healthcheck passed, Nginx published on two loopback ports and Envoy
+on a third; and taken down again (``down -v`` and the anonymous volumes), whatever
 happened, with every container's output saved first."""
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ from tests.compose.engine import ComposeProject, Podman
 from tests.compose.redis_view import RedisView
 from tests.e2e.compose import COMPOSE_FILE, load_compose
 
-__all__ = ["PROJECT", "SERVICES", "Deployment", "StackSettings", "deployed"]
+__all__ = ["PROFILES", "PROJECT", "SERVICES", "Deployment", "StackSettings", "deployed"]
 
 PROJECT = "ratelimit-compose-test"
-SERVICES: tuple[str, ...] = tuple(load_compose()["services"])
+PROFILES = ("envoy",)
+"""The profiles the tests bring up."""
+SERVICES: tuple[str, ...] = tuple(
+    name
+    for name, service in load_compose()["services"].items()
+    if set(service.get("profiles") or PROFILES) <= set(PROFILES)
+)
+"""The services ``up`` starts with ``PROFILES``."""
 # Generous: a cold 2-core machine starts 11 containers, and a Sentinel that stalled on a
 # name lookup may take tens of seconds.
 HEALTHY_TIMEOUT_S = 180.0
@@ -45,7 +53,11 @@ class StackSettings:
     failure_mode: str = "open"
 
     def env(
-        self, edge_ports: tuple[int, int], redis_password: str, prometheus_port: int
+        self,
+        edge_ports: tuple[int, int],
+        redis_password: str,
+        prometheus_port: int,
+        envoy_port: int,
     ) -> dict[str, str]:
         """The variables ``deploy/docker-compose.yml`` reads."""
         return {
@@ -64,6 +76,7 @@ class StackSettings:
             "EDGE_PORT": f"127.0.0.1:{edge_ports[0]}",
             "EDGE_ALT_PORT": f"127.0.0.1:{edge_ports[1]}",
             "PROMETHEUS_PORT": f"127.0.0.1:{prometheus_port}",
+            "ENVOY_PORT": f"127.0.0.1:{envoy_port}",
         }
 
 
@@ -79,11 +92,17 @@ class Deployment:
     anonymous_volumes: set[str]
     log_dir: Path
     prometheus_port: int = 0
+    envoy_port: int = 0
 
     @property
     def url(self) -> str:
         """Nginx through the first published port (compose's 80)."""
         return f"http://127.0.0.1:{self.edge_ports[0]}"
+
+    @property
+    def envoy_url(self) -> str:
+        """Envoy through its published port (compose's 8080)."""
+        return f"http://127.0.0.1:{self.envoy_port}"
 
     @property
     def alt_url(self) -> str:
@@ -129,13 +148,15 @@ def deployed(
 ) -> Iterator[Deployment]:
     """Bring the project up, wait for every healthcheck, yield it; then take it down
     (``Deployment.down``)."""
-    first, second, prometheus_port = free_ports(3)
+    first, second, prometheus_port, envoy_port = free_ports(4)
     edge_ports = (first, second)
     password = secrets.token_hex(12)
-    podman.env.update(settings.env(edge_ports, password, prometheus_port))
-    project = ComposeProject(podman, podman_compose, COMPOSE_FILE, PROJECT)
+    podman.env.update(settings.env(edge_ports, password, prometheus_port, envoy_port))
+    project = ComposeProject(podman, podman_compose, COMPOSE_FILE, PROJECT, PROFILES)
     redis = RedisView(project, password)
-    deployment = Deployment(project, redis, settings, edge_ports, set(), log_dir, prometheus_port)
+    deployment = Deployment(
+        project, redis, settings, edge_ports, set(), log_dir, prometheus_port, envoy_port
+    )
     if project.containers():  # left by an interrupted run
         deployment.down()
     try:

@@ -160,13 +160,15 @@ class ComposeProject:
         podman_compose: str,
         compose_file: Path,
         project: str,
+        profiles: Iterable[str] = (),
     ) -> None:
         self.podman = podman
         self.project = project
-        self._compose = [podman_compose, "-p", project, "-f", str(compose_file)]
+        chosen = [arg for profile in profiles for arg in ("--profile", profile)]
+        self._compose = [podman_compose, *chosen, "-p", project, "-f", str(compose_file)]
 
     def compose(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-        """``podman-compose -p PROJECT -f FILE ARGS``."""
+        """``podman-compose [--profile P ...] -p PROJECT -f FILE ARGS``."""
         return self.podman.run([*self._compose, *args], timeout=timeout)
 
     def up(self) -> None:

