@@ -174,6 +174,10 @@ def _wait_for(limiter: LimiterNode, condition: Callable[[Samples], bool]) -> Sam
     )
 
 
+def _errors_reach(before: Samples, name: str, count: int) -> Callable[[Samples], bool]:
+    return lambda samples: delta(samples, before, name, result="error") >= count
+
+
 @pytest.fixture
 def black_hole() -> Iterator[int]:
     """A port whose kernel accepts connections that nobody ever reads or answers."""
@@ -228,7 +232,7 @@ async def test_failure_mode_answers_are_counted_by_cause(
         errors = "ratelimit_backend_round_trip_seconds_count"
         # A timed-out round trip is recorded when its attempt gives up, which may be just
         # after the failure mode has answered the call.
-        after = _wait_for(node, lambda s, b=before, n=errors: delta(s, b, n, result="error") >= 4)
+        after = _wait_for(node, _errors_reach(before, errors, 4))
         assert delta(after, before, errors, result="error") == 4
         assert after.get("ratelimit_backend_up") == 0
 
