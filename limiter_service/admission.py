@@ -30,8 +30,9 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import NamedTuple
 
 from limiter_service.errors import Overloaded
@@ -121,12 +122,13 @@ class Admission:
         """Calls (admitted or waiting) and admitted decisions in flight from ``peer``."""
         return self._peer_rpcs.get(peer, 0), self._peer_decisions.get(peer, 0)
 
-    @asynccontextmanager
-    async def admit(self, peer: str, decisions: int, wait_s: float) -> AsyncIterator[None]:
+    def admit(self, peer: str, decisions: int, wait_s: float) -> AbstractAsyncContextManager[None]:
         """Hold room for a call from ``peer`` (an address: its calls share its limits)
         carrying ``decisions`` decisions until the block ends, waiting for it at most
         ``wait_s`` seconds. Raises ``Overloaded`` (counted and logged) when there is none."""
-        units = max(decisions, 1)
+        return _Admitted(self, peer, max(decisions, 1), wait_s)
+
+    async def _enter(self, peer: str, units: int, wait_s: float) -> None:
         limits = self.limits
         peer_rpcs = self._peer_rpcs.get(peer, 0)
         if peer_rpcs >= limits.max_peer_rpcs:
@@ -147,13 +149,19 @@ class Admission:
             else:
                 self._take(peer, units)
             self.shed.admitted()
-            try:
-                yield
-            finally:
-                self._give_back(peer, units)
+        except BaseException:
+            self._leave(peer)
+            raise
+
+    def _exit(self, peer: str, units: int) -> None:
+        try:
+            self._give_back(peer, units)
         finally:
-            self.rpcs -= 1
-            _decrement(self._peer_rpcs, peer, 1)
+            self._leave(peer)
+
+    def _leave(self, peer: str) -> None:
+        self.rpcs -= 1
+        _decrement(self._peer_rpcs, peer, 1)
 
     def _fits(self, peer: str, units: int) -> bool:
         return (
@@ -250,6 +258,31 @@ class Admission:
         error = Overloaded(f"overloaded: {reason}; retry later", limit)
         self.shed.record(error, units)
         raise error
+
+
+class _Admitted:
+    """``Admission.admit``'s block: room taken on entry (which may wait, or raise),
+    given back on exit. A plain class, not a generator-based context manager: every call
+    enters one."""
+
+    __slots__ = ("_admission", "_peer", "_units", "_wait_s")
+
+    def __init__(self, admission: Admission, peer: str, units: int, wait_s: float) -> None:
+        self._admission = admission
+        self._peer = peer
+        self._units = units
+        self._wait_s = wait_s
+
+    async def __aenter__(self) -> None:
+        await self._admission._enter(self._peer, self._units, self._wait_s)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._admission._exit(self._peer, self._units)
 
 
 def _cancel_timer(waiter: _Waiter) -> None:

@@ -53,3 +53,31 @@ async def test_plain_asyncio_timeout_loses_that_race() -> None:
     time.sleep(0.05)  # noqa: ASYNC251 - the loop is late on purpose
     with pytest.raises(TimeoutError):
         await waiter
+
+
+async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
+    """The caller giving up is not a timeout (nor swallowed)."""
+    started = asyncio.Event()
+
+    async def wait_long() -> None:
+        async with patient_timeout(5):
+            started.set()
+            await asyncio.sleep(10)
+
+    waiter = asyncio.ensure_future(wait_long())
+    await started.wait()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+
+
+async def test_leaves_no_cancellation_behind_after_it_expired() -> None:
+    """After its own TimeoutError the task is not marked as cancelling (later awaits and
+    later timeouts work as usual)."""
+    with pytest.raises(TimeoutError):
+        async with patient_timeout(0.01):
+            await asyncio.sleep(10)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    async with patient_timeout(5):
+        await asyncio.sleep(0)
