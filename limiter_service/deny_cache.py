@@ -17,10 +17,12 @@ Contract:
   when the answer came back, so an entry ends no later than the backend's own ``T``; the
   only way a cached answer can be wrong is a request that would have *reached* Redis after
   ``T``: at most the one-way delay from the limiter to Redis (see the README).
-- ``clear()`` forgets everything (a policy reload), ``forget(storage_key)`` one counter (a
-  ``Reset``); both bump ``generation``, and a denial whose round trip started before that
-  is not stored (``store`` takes the generation seen when it was sent), so an answer racing
-  a reload or a reset cannot bring an entry back.
+- ``answer`` never answers a hit of a shadow or unlimited policy (an entry stored before a
+  reload made the policy shadow is not used for it).
+- ``clear()`` forgets everything (a policies or Envoy configuration reload),
+  ``forget(storage_key)`` one counter (a ``Reset``); both bump ``generation``, and a denial
+  whose round trip started before that is not stored (``store`` takes the generation seen
+  when it was sent), so an answer racing a reload or a reset cannot bring an entry back.
 - The clock is monotonic, integer microseconds, injectable (tests pass the memory
   backend's ``FakeClock``). Nothing here blocks or raises; everything runs on the event
   loop's thread.
@@ -68,7 +70,12 @@ class DenyCache:
 
     def answer(self, hit: Hit, now_us: int) -> Decision | None:
         """The backend's denial of ``hit`` at ``now_us``, if one is known to hold then;
-        ``None``: the backend must decide."""
+        ``None``: the backend must decide. A shadow or unlimited policy is never answered
+        here (its would-be denial is allowed), whatever its counter's entry says: the
+        policy may have become shadow since the denial was stored."""
+        policy = hit.policy
+        if policy.shadow or policy.unlimited:
+            return None
         key = hit.storage_key
         entry = self._entries.get(key)
         if entry is None:
@@ -76,7 +83,6 @@ class DenyCache:
         if entry.until_us <= now_us:
             del self._entries[key]
             return None
-        policy = hit.policy
         if hit.cost < entry.cost or policy.limit != entry.limit or policy.burst != entry.burst:
             return None
         self._entries.move_to_end(key)

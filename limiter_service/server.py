@@ -119,7 +119,8 @@ def build_envoy_config(settings: Settings) -> EnvoyConfig | None:
 def envoy_reloader(
     service: EnvoyRateLimitService, path: Path, settings: Settings, metrics: Metrics
 ) -> FileReloader[EnvoyConfig]:
-    """Reloads ``service``'s configuration from ``path`` (watched as the policies file is)."""
+    """Reloads ``service``'s configuration from ``path`` (watched as the policies file is);
+    applying it drops the limiter's deny cache (``EnvoyRateLimitService.config``)."""
 
     def apply(config: EnvoyConfig) -> None:
         service.config = config

@@ -89,7 +89,8 @@ _NO_RULE = _Skipped("no_rule")
 
 class EnvoyRateLimitService(proto.RateLimitServiceServicer):
     """Handlers for ``envoy.service.ratelimit.v3.RateLimitService``; ``config`` is the
-    Envoy configuration in force (a reload assigns a new one). Time and status of each call
+    Envoy configuration in force (a reload assigns a new one, which drops the limiter's deny
+    cache: its denials were made under the old rules). Time and status of each call
     go to ``metrics`` (default: the limiter's), decisions by domain and rule key too."""
 
     def __init__(
@@ -100,9 +101,20 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
         metrics: Metrics | None = None,
     ) -> None:
         self._limiter = limiter
-        self.config = config
+        self._config = config
         self._prefix = key_prefix
         self.metrics = metrics if metrics is not None else limiter.metrics
+
+    @property
+    def config(self) -> EnvoyConfig:
+        """The Envoy configuration in force."""
+        return self._config
+
+    @config.setter
+    def config(self, config: EnvoyConfig) -> None:
+        self._config = config
+        if self._limiter.deny_cache is not None:
+            self._limiter.deny_cache.clear()
 
     @_mapped(batch=False)
     async def ShouldRateLimit(

@@ -5,12 +5,13 @@ the microsecond)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from limiter_service.decision import Algorithm, Decision, Policy, Reason
+from limiter_service.decision import Algorithm, Decision, Hit, Policy, Reason
 from limiter_service.deny_cache import DenyCache
 from limiter_service.limiter import Limiter, Request, Span
 from limiter_service.metrics import PrometheusMetrics
@@ -265,3 +266,14 @@ async def test_differential_never_denies_what_the_backend_would_allow(seed: int)
         for p in VARIANTS
     )
     assert total == served
+
+
+def test_a_stored_denial_never_answers_a_shadow_or_unlimited_policy() -> None:
+    cache = DenyCache(10, FakeClock())
+    hit = Hit("rl:{fw:k}:fw", FW, 1, False)
+    denial = Decision(False, 5, 0, 10 * SECOND, 10 * SECOND, "fw", Reason.OVER_LIMIT, FW.window_us)
+    cache.store(hit, denial, cache.clock(), cache.generation)
+    assert cache.answer(hit, cache.clock()) is not None
+    # The same counter and quota, after a reload made the policy shadow (or unlimited).
+    assert cache.answer(hit._replace(policy=replace(FW, shadow=True)), cache.clock()) is None
+    assert cache.answer(hit._replace(policy=replace(FW, unlimited=True)), cache.clock()) is None

@@ -19,6 +19,7 @@ from limiter_service.limiter import Limiter
 from limiter_service.metrics import PrometheusMetrics
 from limiter_service.policies import default_policies
 from tests.integration.envoy_client import Code, Descriptor, descriptor, request
+from tests.unit.conftest import SECOND, T0, FakeClock
 
 CONFIG = """
 domain: unit
@@ -155,3 +156,28 @@ async def test_deny_cache_answers_keep_the_request_all_or_nothing(tmp_path: Path
 def value_of(metrics: PrometheusMetrics, name: str, **labels: str) -> float:
     found = metrics.registry.get_sample_value(name, labels)
     return 0.0 if found is None else found
+
+
+ONE_PER_HOUR = (
+    "domain: d\ndescriptors:\n  - key: ip\n    rate_limit: {unit: hour, requests_per_unit: 1}\n"
+)
+ONE_PER_SECOND = ONE_PER_HOUR.replace("hour", "second")
+
+
+async def test_a_config_reload_drops_the_deny_cache(tmp_path: Path) -> None:
+    clock = FakeClock(T0 - T0 % (3600 * SECOND) + 10 * SECOND + 500_000)  # 10.5 s into an hour
+    path = tmp_path / "ratelimit.yaml"
+    path.write_text(ONE_PER_HOUR)
+    limiter = Limiter(default_policies(10, 60), MemoryBackend(clock), deny_cache=DenyCache(100))
+    service = EnvoyRateLimitService(limiter, load_envoy_config(path))
+
+    async def code() -> int:
+        reply = await service.ShouldRateLimit(request("d", [descriptor(("ip", "x"))]), Context())
+        return int(reply.overall_code)
+
+    assert [await code(), await code()] == [Code.OK, Code.OVER_LIMIT]
+    assert len(limiter.deny_cache or ()) == 1
+    path.write_text(ONE_PER_SECOND)  # the same counter and limit, another window
+    service.config = load_envoy_config(path)  # what the reloader applies
+    assert len(limiter.deny_cache or ()) == 0
+    assert await code() == Code.OK
