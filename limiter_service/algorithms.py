@@ -68,8 +68,11 @@ def sliding_window(fields: Fields | None, now: int, policy: Policy, cost: int, d
         reset = 0.0
     if cur + cost <= limit:
         retry = max(1, math.ceil(window - elapsed - (limit - cur - cost) * window / prev))
-    else:
+    elif cur > 0:
         retry = int(window - elapsed) + max(0, math.ceil(window - (limit - cost) * window / cur))
+    else:
+        # A cost above the limit never fits: until both windows' counts are gone.
+        retry = int(full_reset)
     return Verdict(False, remaining, int(reset), retry), None, 0
 
 

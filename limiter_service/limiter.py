@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol
 
@@ -50,6 +51,10 @@ _ALGORITHM_TAG = {
     Algorithm.SLIDING_WINDOW: "sw",
     Algorithm.TOKEN_BUCKET: "tb",
 }
+
+
+def _system_clock_us() -> int:
+    return time.time_ns() // 1000
 
 
 class DurationLike(Protocol):
@@ -124,14 +129,18 @@ class Limiter:
         clock: Callable[[], float] | None = None,
         metrics: Metrics = NO_METRICS,
         deny_cache: DenyCache | None = None,
+        wall_clock_us: Callable[[], int] = _system_clock_us,
     ) -> None:
         """``clock`` is the monotonic clock deadlines are measured on (seconds); by
         default the running event loop's, which is what backends compare them with.
         ``admission`` bounds the work in flight (default: ``AdmissionLimits()``);
         ``metrics`` hears of every decision answered and every failure-mode answer.
         ``deny_cache`` answers hits the backend has just denied (``deny_cache``); it is
-        cleared whenever ``policies`` is replaced and for each counter ``reset``."""
+        cleared whenever ``policies`` is replaced and for each counter ``reset``.
+        ``wall_clock_us`` (Unix time, microseconds) aligns the windows of the denials made
+        without the backend (``decide_hits``, a cost above a policy's capacity)."""
         self._clock = clock
+        self._wall_clock_us = wall_clock_us
         self.admission = admission or Admission()
         self.deny_cache = deny_cache
         self._policies = policies
@@ -274,9 +283,10 @@ class Limiter:
         """Decide ``hits`` that the caller resolved itself (counters and policies that are
         not in the policy set, e.g. Envoy rules) as ``decide`` decides requests: admission,
         the deny cache, unlimited policies, the failure mode and metrics all apply, in one
-        backend round trip. ``all_or_nothing``: no hit consumes unless every hit of an
-        enforced policy fits. Raises ``InvalidRequest`` for more than ``MAX_BATCH`` hits and
-        ``Overloaded`` when the call is shed."""
+        backend round trip. A hit costing more than its policy's capacity is denied here,
+        without the backend (``_answer_here``). ``all_or_nothing``: no hit consumes unless
+        every hit of an enforced policy fits. Raises ``InvalidRequest`` for more than
+        ``MAX_BATCH`` hits and ``Overloaded`` when the call is shed."""
         if len(hits) > MAX_BATCH:
             raise InvalidRequest(
                 f"{len(hits)} decisions in one call; the maximum is {MAX_BATCH}", "descriptors"
@@ -353,17 +363,19 @@ class Limiter:
         self, hits: list[Hit], time_remaining_s: float | None
     ) -> list[Decision]:
         """``_decide_hits`` for one all-or-nothing group. Unlimited policies are answered
-        here and never block. When the deny cache knows a denial of one hit, the whole group
-        is answered here without a round trip: those hits ``OVER_LIMIT`` as cached, the
-        others ``NOT_ALL_ALLOWED`` with ``remaining`` and ``reset_after`` 0 (not known).
-        Every ``NOT_ALL_ALLOWED`` answer gets the longest ``retry_after`` of the group's
-        ``OVER_LIMIT`` answers (when the group may fit again, as far as is known)."""
+        here and never block; a hit costing more than its enforced policy can ever grant
+        denies the group (``_decide_denied_group``). When the deny cache knows a denial of
+        one hit, the whole group is answered here without a round trip: those hits
+        ``OVER_LIMIT`` as cached, the others ``NOT_ALL_ALLOWED`` with ``remaining`` and
+        ``reset_after`` 0 (not known). Every ``NOT_ALL_ALLOWED`` answer gets the longest
+        ``retry_after`` of the group's ``OVER_LIMIT`` answers (when the group may fit
+        again, as far as is known)."""
         cache = self.deny_cache
         now_us = cache.clock() if cache is not None else 0
         generation = cache.generation if cache is not None else 0
-        local: list[Decision | None] = [
-            _unlimited(hit.policy) if hit.policy.unlimited else None for hit in hits
-        ]
+        local = [self._answer_here(hit) for hit in hits]
+        if any(answer is not None and answer.reason is Reason.OVER_LIMIT for answer in local):
+            return await self._decide_denied_group(hits, local, time_remaining_s)
         if cache is not None:
             cached = [
                 None if answer else cache.answer(hit, now_us)
@@ -393,10 +405,74 @@ class Limiter:
             [next(backend_answers) if answer is None else answer for answer in local]
         )
 
+    async def _decide_denied_group(
+        self, hits: list[Hit], local: list[Decision | None], time_remaining_s: float | None
+    ) -> list[Decision]:
+        """A group that a hit answered here (``_answer_here``: a cost above its enforced
+        policy's capacity) denies: nothing is consumed, and the other hits are asked as
+        dry runs, in one round trip, each for its cost plus that of the earlier hits of the
+        group on its counter (what the group would have tentatively consumed). Those that
+        fit are ``NOT_ALL_ALLOWED`` with what is available (as ``groups.settle`` reports
+        it); the others are denied as the dry run says."""
+        added: dict[str, int] = {}
+        asked: list[Hit] = []
+        for hit, answer in zip(hits, local, strict=True):
+            if answer is None:
+                units = added[hit.storage_key] = added.get(hit.storage_key, 0) + hit.cost
+                asked.append(hit._replace(cost=units, dry_run=True, group=0))
+        cache = self.deny_cache
+        now_us = cache.clock() if cache is not None else 0
+        generation = cache.generation if cache is not None else 0
+        decided = await self._ask_backend(asked, time_remaining_s)
+        answers = iter(zip(asked, decided, strict=True))
+        decisions: list[Decision] = []
+        for answer in local:
+            if answer is not None:
+                decisions.append(answer)
+                continue
+            hit, decision = next(answers)
+            if decision.reason is Reason.OVER_LIMIT and cache is not None:
+                cache.store(hit, decision, now_us, generation)
+            if decision.reason is Reason.WITHIN_LIMIT:
+                policy = hit.policy
+                reset_us = decision.reset_after_us
+                if policy.algorithm is Algorithm.TOKEN_BUCKET:
+                    reset_us = max(0, reset_us - policy.emission_interval_us * hit.cost)
+                decision = _held(policy)._replace(
+                    remaining=decision.remaining + hit.cost, reset_after_us=reset_us
+                )
+            decisions.append(decision)
+        return _with_group_retry(decisions)
+
+    def _answer_here(self, hit: Hit) -> Decision | None:
+        """The answer for ``hit`` that needs neither the backend nor the deny cache: an
+        unlimited policy's, or the denial of a cost above what the policy can ever grant
+        (only ``decide_hits`` takes such hits; ``hit_for`` refuses them). That denial
+        consumes nothing; ``reset_after`` and ``retry_after`` are the time to the end of the
+        policy's window, aligned to the Unix epoch (what Envoy's reference service reports);
+        under a shadow policy it is ``SHADOW_OVER_LIMIT``, allowed."""
+        policy = hit.policy
+        if policy.unlimited:
+            return _unlimited(policy)
+        if hit.cost <= policy.capacity:
+            return None
+        wait_us = policy.window_us - self._wall_clock_us() % policy.window_us
+        return Decision(
+            policy.shadow,
+            policy.limit,
+            0,
+            wait_us,
+            wait_us,
+            policy.name,
+            Reason.SHADOW_OVER_LIMIT if policy.shadow else Reason.OVER_LIMIT,
+            policy.window_us,
+        )
+
     def _local_answer(self, hit: Hit, now_us: int) -> Decision | None:
         """The answer for ``hit`` without the backend, if there is one."""
-        if hit.policy.unlimited:
-            return _unlimited(hit.policy)
+        here = self._answer_here(hit)
+        if here is not None:
+            return here
         if self.deny_cache is None:
             return None
         answer = self.deny_cache.answer(hit, now_us)

@@ -246,7 +246,8 @@ def _entries(descriptor: proto.RateLimitDescriptor, index: int) -> list[tuple[st
 
 def _cost(cost: int, policy: Policy) -> int:
     """A cost above what the policy can ever grant is denied like upstream denies it (over
-    the limit, consuming nothing); capping it keeps the scripts' numbers small."""
+    the limit, consuming nothing), by the limiter without the backend
+    (``Limiter.decide_hits``); capping it keeps the numbers small."""
     return min(cost, policy.capacity + 1)
 
 

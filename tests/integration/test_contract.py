@@ -190,3 +190,29 @@ async def test_real_scripts_match_memory_within_a_window(
         ]:
             assert want - elapsed <= got <= want
     assert any(not live.allowed for live, _ in pairs)
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
+async def test_a_cost_above_the_capacity_matches_python(
+    redis_server: StandaloneRedis, policy: Policy
+) -> None:
+    """A cost the policy can never grant, on an empty counter, on one with a count in this
+    window and on one with a count only in the previous window: Lua and Python agree, and
+    the waits are finite and positive (a sliding window once divided by an empty window)."""
+    source = clocked_source()
+    clock = FakeClock(1_763_700_000_000_000 + policy.window_us // 3)
+    memory = MemoryBackend(clock)
+    key = f"contract:over:{policy.name}:{random.random()}"
+    over, far_over = policy.capacity + 1, policy.capacity + 5
+    steps = [(0, over), (0, 2), (0, over), (0, far_over), (policy.window_us, over)]
+    steps += [(1, far_over), (policy.window_us, over)]
+    with redis_server.client() as client:
+        for step, (advance, cost) in enumerate(steps):
+            clock.advance(advance)
+            hit = Hit(key, policy, cost, False)
+            (expected,) = await memory.decide([hit], 0.0)
+            (got,) = run_clocked(client, source, [hit], clock.now)
+            assert got == expected, f"step {step}: cost={cost}"
+            if cost > policy.capacity:
+                assert not got.allowed
+                assert 0 < got.retry_after_us < 100 * policy.window_us, f"step {step}"

@@ -138,3 +138,19 @@ async def test_batch_items_see_earlier_items(clock: FakeClock) -> None:
     policy = make_policy(Algorithm.FIXED_WINDOW, limit=2, window_s=60)
     verdicts = await backend.decide([Hit("k", policy, 1, False)] * 3, deadline=0.0)
     assert [v.allowed for v in verdicts] == [True, True, False]
+
+
+@pytest.mark.parametrize("previous", [0, 4])
+async def test_sliding_window_a_cost_above_the_limit_divides_by_nothing(
+    clock: FakeClock, previous: int
+) -> None:
+    """This window's count is 0 (and the previous one's ``previous``): a cost above the
+    limit never fits, and its retry is when both windows are gone."""
+    policy = make_policy(Algorithm.SLIDING_WINDOW, limit=10, window_s=60)
+    backend = MemoryBackend(clock)
+    if previous:
+        await backend.decide([Hit("k", policy, previous, False)], 0.0)
+    clock.advance(60 * SECOND + 15 * SECOND)
+    (verdict,) = await backend.decide([Hit("k", policy, 11, False)], 0.0)
+    assert not verdict.allowed
+    assert verdict.retry_after_us == 2 * 60 * SECOND - 15 * SECOND

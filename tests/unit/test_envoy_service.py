@@ -20,6 +20,7 @@ from limiter_service.metrics import PrometheusMetrics
 from limiter_service.policies import default_policies
 from tests.integration.envoy_client import Code, Descriptor, descriptor, request
 from tests.unit.conftest import SECOND, T0, FakeClock
+from tests.unit.test_limiter import RecordingBackend
 
 CONFIG = """
 domain: unit
@@ -145,10 +146,12 @@ async def test_deny_cache_answers_keep_the_request_all_or_nothing(tmp_path: Path
         default_policies(10, 60), MemoryBackend(), metrics=metrics, deny_cache=DenyCache(100)
     )
     service = EnvoyRateLimitService(limiter, load_envoy_config(path))
+    for _ in range(2):
+        await ask(service, descriptor(("ip", "8")))
     for _ in range(3):  # the first denial is Redis's, the next ones the deny cache's
-        refused = await ask(service, descriptor(("ip", "7")), descriptor(("banned", "x")))
+        refused = await ask(service, descriptor(("ip", "7")), descriptor(("ip", "8")))
         assert [s.code for s in refused.statuses] == [Code.OK, Code.OVER_LIMIT]
-    assert value_of(metrics, "ratelimit_deny_cache_answers_total", policy="unit.banned") >= 1
+    assert value_of(metrics, "ratelimit_deny_cache_answers_total", policy="unit.ip") >= 1
     alone = await ask(service, descriptor(("ip", "7")))
     assert alone.statuses[0].limit_remaining == 1
 
@@ -181,3 +184,40 @@ async def test_a_config_reload_drops_the_deny_cache(tmp_path: Path) -> None:
     service.config = load_envoy_config(path)  # what the reloader applies
     assert len(limiter.deny_cache or ()) == 0
     assert await code() == Code.OK
+
+
+SLIDING = """
+domain: d
+descriptors:
+  - key: ip
+    rate_limit: {unit: minute, requests_per_unit: 10, algorithm: sliding_window}
+  - key: user
+    rate_limit: {unit: hour, requests_per_unit: 5}
+"""
+
+
+async def test_a_cost_above_the_capacity_is_denied_without_the_backend(tmp_path: Path) -> None:
+    clock = FakeClock(T0 - T0 % (3600 * SECOND) + 10 * SECOND + 500_000)  # 10.5 s into an hour
+    path = tmp_path / "ratelimit.yaml"
+    path.write_text(SLIDING)
+    backend = RecordingBackend(clock)
+    limiter = Limiter(default_policies(10, 60), backend, wall_clock_us=clock)
+    service = EnvoyRateLimitService(limiter, load_envoy_config(path))
+    for cost in (11, 2**32 - 1):
+        reply = await service.ShouldRateLimit(
+            request("d", [descriptor(("ip", "x"), hits_addend=cost), descriptor(("user", "u"))]),
+            Context(),
+        )
+        ip, user = reply.statuses
+        assert reply.overall_code == Code.OVER_LIMIT
+        assert (ip.code, ip.limit_remaining, ip.current_limit.requests_per_unit) == (
+            Code.OVER_LIMIT,
+            0,
+            10,
+        )
+        # The time to the end of the minute, as upstream reports it.
+        assert (ip.duration_until_reset.seconds, ip.duration_until_reset.nanos) == (49, 500_000_000)
+        assert (user.code, user.limit_remaining) == (Code.OK, 5)
+    assert backend.calls == [1, 1]  # only the other descriptor, as a dry run
+    alone = await service.ShouldRateLimit(request("d", [descriptor(("user", "u"))]), Context())
+    assert alone.statuses[0].limit_remaining == 4  # nothing was consumed

@@ -28,9 +28,12 @@ local function sliding_window(st, now, limit, window, cost, dry)
   if cur + cost <= limit then
     -- The previous window decays enough within this window.
     retry = math.max(1, math.ceil(window - elapsed - (limit - cur - cost) * window / prev))
-  else
+  elseif cur > 0 then
     -- This window's count must itself decay, during the next window.
     retry = (window - elapsed) + math.max(0, math.ceil(window - (limit - cost) * window / cur))
+  else
+    -- A cost above the limit never fits: until both windows' counts are gone.
+    retry = 2 * window - elapsed
   end
   return 0, math.max(0, math.floor(limit - estimate)), reset, retry
 end
