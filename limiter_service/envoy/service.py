@@ -167,12 +167,16 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
             if not known:
                 plan.append(_NO_RULE)
                 continue
-            cost = request.hits_addend
+            # A descriptor's own hits_addend is used as set, 0 checking without counting
+            # (a dry run of 1); the request's 0 means 1, as upstream has it.
+            cost, dry_run = request.hits_addend or 1, False
             if descriptor.HasField("hits_addend"):
                 cost = min(descriptor.hits_addend.value, MAX_UINT32)
-            cost = cost or 1
+                cost, dry_run = (cost, False) if cost else (1, True)
             if descriptor.HasField("limit"):
-                plan.append(self._overridden(domain, entries, descriptor.limit, cost, index))
+                plan.append(
+                    self._overridden(domain, entries, descriptor.limit, cost, dry_run, index)
+                )
                 continue
             match = config.match(domain, entries)
             if match is None:
@@ -185,7 +189,7 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
             replaced.update(rule.replaces)
             policy = rule.policy
             hit = Hit(
-                self._storage_key(match.counter, policy, ""), policy, _cost(cost, policy), False
+                self._storage_key(match.counter, policy, ""), policy, _cost(cost, policy), dry_run
             )
             plan.append(_Limited(hit, rule, rule.unit, rule.name, match.metric_key))
         if replaced:
@@ -203,6 +207,7 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
         entries: Sequence[tuple[str, str]],
         limit: proto.RateLimitDescriptor.RateLimitOverride,
         cost: int,
+        dry_run: bool,
         index: int,
     ) -> _Limited:
         """The request's own limit for a descriptor: a fixed window of its own (never
@@ -218,7 +223,8 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
         policy = Policy(key, rpu, UNIT_SECONDS[unit] * US_PER_SECOND, Algorithm.FIXED_WINDOW, rpu)
         counter = "|".join((escaped(domain), *(f"{escaped(k)}={escaped(v)}" for k, v in entries)))
         storage_key = self._storage_key(counter, policy, f":o{rpu}/{unit}")
-        return _Limited(Hit(storage_key, policy, _cost(cost, policy), False), None, unit, "", key)
+        hit = Hit(storage_key, policy, _cost(cost, policy), dry_run)
+        return _Limited(hit, None, unit, "", key)
 
     def _storage_key(self, counter: str, policy: Policy, suffix: str) -> str:
         if len(counter) > _MAX_COUNTER_CHARS:

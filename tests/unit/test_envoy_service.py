@@ -221,3 +221,16 @@ async def test_a_cost_above_the_capacity_is_denied_without_the_backend(tmp_path:
     assert backend.calls == [1, 1]  # only the other descriptor, as a dry run
     alone = await service.ShouldRateLimit(request("d", [descriptor(("user", "u"))]), Context())
     assert alone.statuses[0].limit_remaining == 4  # nothing was consumed
+
+
+async def test_a_descriptor_hits_addend_of_0_checks_without_counting(
+    service: EnvoyRateLimitService,
+) -> None:
+    for _ in range(3):
+        checked = await ask(service, descriptor(("ip", "a"), hits_addend=0))
+        assert (checked.overall_code, checked.statuses[0].limit_remaining) == (Code.OK, 1)
+    counted = await ask(service, descriptor(("ip", "a")), hits_addend=0)  # the request's 0: 1
+    assert counted.statuses[0].limit_remaining == 1
+    assert (await ask(service, descriptor(("ip", "a")))).statuses[0].limit_remaining == 0
+    full = await ask(service, descriptor(("ip", "a"), hits_addend=0))
+    assert full.overall_code == Code.OVER_LIMIT
