@@ -9,7 +9,8 @@ ends OVER_LIMIT consumes nothing). Answers, per descriptor and in order:
 descriptor                                 code        current_limit, limit_remaining
 =========================================  ==========  ===================================
 no rule (unknown domain, no match, or      OK          none, 0
-replaced by another matched rule)
+replaced by another matched rule, an
+``unlimited`` one included)
 ``unlimited`` rule (never touches Redis)   OK          none, 4294967295
 within its limit                           OK          the rule's, what is left
 over its limit (``requests_per_unit: 0``   OVER_LIMIT  the rule's, what is left
@@ -183,10 +184,11 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
                 plan.append(_NO_RULE)
                 continue
             rule = match.rule
+            # Every matched rule's replaces count, an unlimited one's too (as upstream).
+            replaced.update(rule.replaces)
             if rule.unlimited:
                 plan.append(_Skipped("unlimited", match.metric_key))
                 continue
-            replaced.update(rule.replaces)
             policy = rule.policy
             hit = Hit(
                 self._storage_key(match.counter, policy, ""), policy, _cost(cost, policy), dry_run

@@ -102,12 +102,15 @@ async def test_metrics_by_domain_and_key_values_only_when_asked(
     assert sample(service, domain="unit", key="", outcome="no_rule") == 1
 
 
-async def test_unlimited_rules_replace_nothing_as_upstream(service: EnvoyRateLimitService) -> None:
+async def test_unlimited_rules_replace_too_as_upstream(service: EnvoyRateLimitService) -> None:
     reply = await ask(service, descriptor(("path", "/")), descriptor(("internal", "yes")))
     path, internal = reply.statuses
-    assert path.current_limit.name == "any_path" and path.limit_remaining == 8
+    assert not path.HasField("current_limit") and path.code == Code.OK
     assert internal.limit_remaining == 2**32 - 1 and not internal.HasField("current_limit")
     assert sample(service, domain="unit", key="unit.internal", outcome="unlimited") == 1
+    assert sample(service, domain="unit", key="unit.path", outcome="replaced") == 1
+    again = await ask(service, descriptor(("path", "/")))
+    assert again.statuses[0].limit_remaining == 8  # the replaced request counted nothing
 
 
 async def test_replaces_drops_the_named_limit(service: EnvoyRateLimitService) -> None:
