@@ -40,7 +40,7 @@ import grpc
 
 from limiter_service.decision import US_PER_SECOND, Algorithm, Decision, Hit, Policy, Reason
 from limiter_service.envoy import proto
-from limiter_service.envoy.config import UNIT_SECONDS, EnvoyConfig, Rule, escaped
+from limiter_service.envoy.config import UNIT_SECONDS, EnvoyConfig, Match, Rule, escaped
 from limiter_service.errors import InvalidRequest
 from limiter_service.grpc_service import _mapped, peer_address, register
 from limiter_service.limiter import _ALGORITHM_TAG, Limiter
@@ -174,12 +174,12 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
             if descriptor.HasField("hits_addend"):
                 cost = min(descriptor.hits_addend.value, MAX_UINT32)
                 cost, dry_run = (cost, False) if cost else (1, True)
+            match = config.match(domain, entries)
             if descriptor.HasField("limit"):
                 plan.append(
-                    self._overridden(domain, entries, descriptor.limit, cost, dry_run, index)
+                    self._overridden(domain, entries, descriptor.limit, cost, dry_run, index, match)
                 )
                 continue
-            match = config.match(domain, entries)
             if match is None:
                 plan.append(_NO_RULE)
                 continue
@@ -211,9 +211,13 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
         cost: int,
         dry_run: bool,
         index: int,
+        match: Match | None,
     ) -> _Limited:
         """The request's own limit for a descriptor: a fixed window of its own (never
-        shadow), whatever rule the descriptor matches, as upstream does."""
+        shadow), whatever rule the descriptor matches, as upstream does. Its metrics are
+        labelled with the matched rule's policy and key, or ``<domain>.override`` without
+        one: never with what the request chose (one series per entry key would grow
+        without bound); its counter is named by the request's entries."""
         unit = _OVERRIDE_UNITS.get(limit.unit)
         if unit is None:
             raise InvalidRequest(
@@ -221,12 +225,14 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
                 f"descriptors[{index}].limit.unit",
             )
         rpu = limit.requests_per_unit
-        key = ".".join((domain, *(entry_key for entry_key, _ in entries)))
-        policy = Policy(key, rpu, UNIT_SECONDS[unit] * US_PER_SECOND, Algorithm.FIXED_WINDOW, rpu)
+        name = metric_key = f"{domain}.override"
+        if match is not None:
+            name, metric_key = match.rule.policy.name, match.metric_key
+        policy = Policy(name, rpu, UNIT_SECONDS[unit] * US_PER_SECOND, Algorithm.FIXED_WINDOW, rpu)
         counter = "|".join((escaped(domain), *(f"{escaped(k)}={escaped(v)}" for k, v in entries)))
         storage_key = self._storage_key(counter, policy, f":o{rpu}/{unit}")
         hit = Hit(storage_key, policy, _cost(cost, policy), dry_run)
-        return _Limited(hit, None, unit, "", key)
+        return _Limited(hit, None, unit, "", metric_key)
 
     def _storage_key(self, counter: str, policy: Policy, suffix: str) -> str:
         if len(counter) > _MAX_COUNTER_CHARS:

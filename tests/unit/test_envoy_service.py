@@ -237,3 +237,32 @@ async def test_a_descriptor_hits_addend_of_0_checks_without_counting(
     assert (await ask(service, descriptor(("ip", "a")))).statuses[0].limit_remaining == 0
     full = await ask(service, descriptor(("ip", "a"), hits_addend=0))
     assert full.overall_code == Code.OVER_LIMIT
+
+
+def label_values(service: EnvoyRateLimitService, metric: str, label: str) -> set[str]:
+    assert isinstance(service.metrics, PrometheusMetrics)
+    return {
+        sample.labels[label]
+        for family in service.metrics.registry.collect()
+        if family.name == metric
+        for sample in family.samples
+        if label in sample.labels
+    }
+
+
+async def test_request_chosen_names_never_become_metric_labels(
+    service: EnvoyRateLimitService,
+) -> None:
+    for i in range(50):
+        await ask(service, Descriptor(((f"k{i}", "x"),), override=(5, 1)))
+        await ask(service, Descriptor((("ip", f"{i}"),), override=(5, 1)))
+        await service.ShouldRateLimit(request(f"dom{i}", [descriptor(("ip", "1"))]), Context())
+    policies = label_values(service, "ratelimit_decisions", "policy")
+    keys = label_values(service, "ratelimit_envoy_decisions", "key")
+    domains = label_values(service, "ratelimit_envoy_decisions", "domain")
+    assert policies == {"unit.override", "unit.ip"}
+    assert keys == {"unit.override", "unit.ip", ""}
+    assert domains == {"unit", ""}
+    # Each override still counts on a counter of its own (named by the request's entries).
+    again = await ask(service, Descriptor((("k7", "x"),), override=(5, 1)))
+    assert again.statuses[0].limit_remaining == 3
