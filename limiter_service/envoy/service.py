@@ -13,7 +13,7 @@ replaced by another matched rule, an
 ``unlimited`` one included)
 ``unlimited`` rule (never touches Redis)   OK          none, 4294967295
 within its limit                           OK          the rule's, what is left
-over its limit (``requests_per_unit: 0``   OVER_LIMIT  the rule's, what is left
+over its limit (``requests_per_unit: 0``   OVER_LIMIT  the rule's, 0 (as upstream)
 always is; so is a cost above the limit)
 over, under ``shadow_mode``                OK          the rule's (metrics count it)
 fitted, but another descriptor was over    OK          the rule's, what is left without
@@ -277,7 +277,10 @@ def _fill(
     limit.requests_per_unit = item.hit.policy.limit
     limit.unit = _UNIT_CODES[item.unit]  # type: ignore[assignment]
     limit.name = item.name
-    status.limit_remaining = min(max(decision.remaining, 0), MAX_UINT32)
+    if status.code == _Code.OVER_LIMIT:
+        status.limit_remaining = 0  # as upstream, whatever a smaller cost could still get
+    else:
+        status.limit_remaining = min(max(decision.remaining, 0), MAX_UINT32)
     wait_us = decision.reset_after_us
     if not decision.allowed and decision.retry_after_us > 0:
         wait_us = decision.retry_after_us

@@ -266,3 +266,13 @@ async def test_request_chosen_names_never_become_metric_labels(
     # Each override still counts on a counter of its own (named by the request's entries).
     again = await ask(service, Descriptor((("k7", "x"),), override=(5, 1)))
     assert again.statuses[0].limit_remaining == 3
+
+
+async def test_an_over_limit_descriptor_has_nothing_remaining(
+    service: EnvoyRateLimitService,
+) -> None:
+    await ask(service, descriptor(("ip", "r")))
+    refused = await ask(service, descriptor(("ip", "r"), hits_addend=2))  # 1 left, 2 asked
+    assert refused.statuses[0].code == Code.OVER_LIMIT
+    assert refused.statuses[0].limit_remaining == 0
+    assert (await ask(service, descriptor(("ip", "r")))).statuses[0].limit_remaining == 0
