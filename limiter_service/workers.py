@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,7 @@ CRASH_WINDOW_S = 60.0
 STOP_MARGIN_S = 5.0
 """Seconds past ``LIMITER_SHUTDOWN_GRACE_S`` a worker gets to exit after SIGTERM."""
 _TICK_S = 1.0
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -240,7 +242,10 @@ class _Supervisor:
             log.info("SIGHUP: reloading in %d workers", len(self._workers))
             self._signal_all(signal.SIGHUP)
 
-    def run(self, metrics: SupervisorMetrics | None) -> int:
+    def run(self, metrics: SupervisorMetrics | None, mask: Iterable[int] | None = None) -> int:
+        """Start the workers and watch them until they have all stopped; the exit code.
+        ``mask``: the signal mask to restore once the handlers are in place (SIGTERM
+        and SIGINT blocked until then are handled first); on return they are blocked."""
         self._metrics = metrics
         wake_read, wake_write = socket.socketpair()
         wake_read.setblocking(False)
@@ -252,6 +257,10 @@ class _Supervisor:
         selector = selectors.DefaultSelector()
         selector.register(wake_read, selectors.EVENT_READ)
         try:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            while pending:
+                self._on_signal(pending.pop(0))
             for index in range(self._count):
                 if self._stopping_since is None:
                     self._start(index)
@@ -285,6 +294,8 @@ class _Supervisor:
                     self._signal_all(signal.SIGKILL)
                     self._result = 1
         finally:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             signal.set_wakeup_fd(old_fd)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -310,15 +321,19 @@ def supervise(settings: Settings, count: int) -> int:
     check_listen(settings.listen)
     metrics_dir = None
     metrics = None
-    if settings.metrics_address is not None:
-        metrics_dir = Path(tempfile.mkdtemp(prefix="limiter-metrics-"))
+    # SIGTERM/SIGINT stay pending until ``run`` handles them, and again while cleaning up,
+    # so the metrics directory is removed whenever one arrives.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
-        if metrics_dir is not None:
+        if settings.metrics_address is not None:
+            metrics_dir = Path(tempfile.mkdtemp(prefix="limiter-metrics-"))
             metrics = SupervisorMetrics(metrics_dir, count)
             metrics.serve(settings)
-        return _Supervisor(settings, count, metrics_dir).run(metrics)
+        return _Supervisor(settings, count, metrics_dir).run(metrics, mask)
     finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         if metrics is not None:
             metrics.close()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)

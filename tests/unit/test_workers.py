@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +106,47 @@ def test_a_free_port_passes_and_stays_free() -> None:
 def test_addresses_workers_cannot_share_are_refused(listen: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_listen(listen)
+
+
+SIGTERM_DURING_START = """
+import os, signal, sys
+from limiter_service import workers
+from limiter_service.settings import load_settings
+
+serve = workers.SupervisorMetrics.serve
+
+
+def serve_then_sigterm(self, settings):
+    serve(self, settings)
+    os.kill(os.getpid(), signal.SIGTERM)  # before run() has its handlers
+
+
+workers.SupervisorMetrics.serve = serve_then_sigterm
+sys.exit(workers.supervise(load_settings(), 2))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_sigterm_before_the_handlers_still_removes_the_metrics_dir(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmp_path),
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # never connected to: no worker starts
+        "LIMITER_LISTEN": f"127.0.0.1:{free_port()}",
+        "LIMITER_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    env.pop(WORKER_ENV, None)
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_START],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert list(tmp_path.iterdir()) == []
