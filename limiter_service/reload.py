@@ -83,14 +83,16 @@ class FileReloader(Generic[T]):
         self._describe = describe
         self._interval_s = interval_s
         self._on_reload = on_reload
-        self._seen = _signature(path)
+        self._unlisted = False
+        self._seen: Signature = ()
+        self._seen = self._signature()
         self._last_error = ""
         self._task: asyncio.Task[None] | None = None
         self.reloads = {"success": 0, "error": 0}
 
     def reload(self, trigger: str) -> bool:
         """Load and swap now; returns whether the new value is in force."""
-        self._seen = _signature(self._path)
+        self._seen = self._signature()
         try:
             value = self._load(self._path)
         except ConfigError as exc:
@@ -118,8 +120,27 @@ class FileReloader(Generic[T]):
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
-            if _signature(self._path) != self._seen:
+            if self._signature() != self._seen:
                 self.reload("file changed")
+
+    def _signature(self) -> Signature:
+        """The source's signature; the last one seen when it cannot be read (a directory
+        removed between ``is_dir`` and its listing), logged once until it can be again."""
+        try:
+            signature = _signature(self._path)
+        except OSError as exc:
+            if not self._unlisted:
+                self._unlisted = True
+                log.warning(
+                    "%s: cannot list %s (%s); keeping the current %s until it can be",
+                    self._what,
+                    self._path,
+                    exc.strerror or exc,
+                    self._noun,
+                )
+            return self._seen
+        self._unlisted = False
+        return signature
 
     def start(self) -> None:
         """Watch the source (``interval_s`` 0: only SIGHUP reloads)."""

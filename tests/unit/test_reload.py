@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from limiter_service.policies import PolicySet, default_policies
-from limiter_service.reload import PolicyReloader
+from limiter_service.reload import FileReloader, PolicyReloader
 
 
 class Target:
@@ -75,3 +76,46 @@ async def test_interval_zero_does_not_watch(tmp_path: Path) -> None:
     reloader.start()
     await reloader.stop()
     assert reloader.reloads == {"success": 0, "error": 0}
+
+
+async def test_a_directory_that_cannot_be_listed_keeps_the_watcher_going(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The directory vanishing between ``is_dir`` and ``iterdir`` (an OSError) is "no
+    change", logged once; the watcher goes on and sees the next change."""
+    source = tmp_path / "envoy"
+    source.mkdir()
+    (source / "a.yaml").write_text("x: 1\n")
+    loaded: list[Path] = []
+    reloader = FileReloader(
+        source, lambda path: path, loaded.append, what="t", noun="t", interval_s=0.01
+    )
+    listings = 0
+    real_iterdir = Path.iterdir
+
+    def vanished(self: Path) -> Iterator[Path]:
+        nonlocal listings
+        listings += 1
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(Path, "iterdir", vanished)
+    reloader.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(500):  # a readiness wait: at most 5 s
+                if listings >= 5:
+                    break
+                await asyncio.sleep(0.01)
+            assert listings >= 5 and reloader._task is not None and not reloader._task.done()
+        assert loaded == []
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "cannot list" in warnings[0]
+        monkeypatch.setattr(Path, "iterdir", real_iterdir)
+        (source / "b.yaml").write_text("x: 2\n")
+        for _ in range(500):
+            if loaded:
+                break
+            await asyncio.sleep(0.01)
+        assert loaded == [source]
+    finally:
+        await reloader.stop()
