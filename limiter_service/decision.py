@@ -32,7 +32,10 @@ class FailureMode(enum.StrEnum):
 
 
 class Reason(enum.IntEnum):
-    """Why a decision came out as it did; values match ``ratelimit.v1.Reason``."""
+    """Why a decision came out as it did; values match ``ratelimit.v1.Reason`` (whose
+    comments say what each means). ``NOT_ALL_ALLOWED`` (fitted, not counted: another hit
+    of its all-or-nothing group was denied) is a denial, except under a shadow policy,
+    whose held hit is answered allowed with that reason."""
 
     UNSPECIFIED = 0
     WITHIN_LIMIT = 1

@@ -30,8 +30,10 @@ class Reason(enum.IntEnum):
     SHADOW_OVER_LIMIT = 5
     #: Allowed without counting: the policy is unlimited.
     UNLIMITED = 6
-    #: Denied without counting: the request fitted, but it was one of an all-or-nothing
-    #: batch in which another request was denied, so nothing of the batch was counted.
+    #: Not counted: the request fitted, but it was one of an all-or-nothing batch in which
+    #: another request was denied, so nothing of the batch was counted. Denied
+    #: (``allowed`` false), except under a shadow policy, which never denies: its request
+    #: is then ``allowed`` with this reason.
     NOT_ALL_ALLOWED = 7
 
 
