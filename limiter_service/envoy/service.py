@@ -169,11 +169,12 @@ class EnvoyRateLimitService(proto.RateLimitServiceServicer):
                 plan.append(_NO_RULE)
                 continue
             # A descriptor's own hits_addend is used as set, 0 checking without counting
-            # (a dry run of 1); the request's 0 means 1, as upstream has it.
+            # (a dry run adding nothing: OK while the counter is not over, as upstream);
+            # the request's 0 means 1, as upstream has it.
             cost, dry_run = request.hits_addend or 1, False
             if descriptor.HasField("hits_addend"):
                 cost = min(descriptor.hits_addend.value, MAX_UINT32)
-                cost, dry_run = (cost, False) if cost else (1, True)
+                dry_run = cost == 0
             match = config.match(domain, entries)
             if descriptor.HasField("limit"):
                 plan.append(

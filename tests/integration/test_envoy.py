@@ -193,6 +193,12 @@ async def test_hits_addend_request_and_descriptor(stack: Stack) -> None:
     own = descriptor(("user", user), hits_addend=3)
     reply = await stack.client.should_rate_limit("edge", [own], hits_addend=2)
     assert reply.statuses[0].limit_remaining == 0
+    # A descriptor's hits_addend 0 checks without counting: a full counter is not over.
+    check = descriptor(("user", user), hits_addend=0)
+    reply = await stack.client.should_rate_limit("edge", [check])
+    assert (reply.overall_code, reply.statuses[0].limit_remaining) == (Code.OK, 0)
+    reply = await stack.client.should_rate_limit("edge", [descriptor(("user", user))])
+    assert reply.overall_code == Code.OVER_LIMIT
     # A cost above the limit is over the limit, and consumes nothing (0 is left anyway).
     other = unique()
     big = descriptor(("user", other), hits_addend=10**12)

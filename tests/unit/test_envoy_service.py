@@ -231,12 +231,14 @@ async def test_a_descriptor_hits_addend_of_0_checks_without_counting(
 ) -> None:
     for _ in range(3):
         checked = await ask(service, descriptor(("ip", "a"), hits_addend=0))
-        assert (checked.overall_code, checked.statuses[0].limit_remaining) == (Code.OK, 1)
+        assert (checked.overall_code, checked.statuses[0].limit_remaining) == (Code.OK, 2)
     counted = await ask(service, descriptor(("ip", "a")), hits_addend=0)  # the request's 0: 1
     assert counted.statuses[0].limit_remaining == 1
     assert (await ask(service, descriptor(("ip", "a")))).statuses[0].limit_remaining == 0
+    # Adding nothing to a full counter is not over it (upstream: over means above the limit).
     full = await ask(service, descriptor(("ip", "a"), hits_addend=0))
-    assert full.overall_code == Code.OVER_LIMIT
+    assert (full.overall_code, full.statuses[0].limit_remaining) == (Code.OK, 0)
+    assert (await ask(service, descriptor(("ip", "a")))).overall_code == Code.OVER_LIMIT
 
 
 def label_values(service: EnvoyRateLimitService, metric: str, label: str) -> set[str]:
