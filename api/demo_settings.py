@@ -8,6 +8,11 @@ env var             default      meaning
 ``API_PORT``        ``8000``     port ``api.main:run()`` listens on
 ``API_ACCESS_LOG``  ``false``    one log line per request (costs throughput)
 ==================  ===========  =====================================================
+
+The rate-limit client's settings are ``LimiterSettings``'s, read from the same environment,
+with one default of the demo's own: ``LIMITER_EDGE_DENY_MAX_S`` is 5, not 0, because the
+demo's Nginx caches ``/limited_endpoint``'s 429s keyed by the client's address, which is
+exactly what ``client_ip`` charges (README "Deny cache").
 """
 
 from __future__ import annotations
@@ -16,9 +21,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ratelimit_client import ConfigError
+from ratelimit_client import ConfigError, LimiterSettings
 
-__all__ = ["DemoSettings", "load_demo_settings"]
+__all__ = [
+    "DEMO_EDGE_DENY_MAX_S",
+    "DemoSettings",
+    "load_demo_limiter_settings",
+    "load_demo_settings",
+]
+
+DEMO_EDGE_DENY_MAX_S = 5
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -67,3 +79,11 @@ class DemoSettings:
 def load_demo_settings() -> DemoSettings:
     """Settings from the environment; raises ``ConfigError`` naming the env var at fault."""
     return DemoSettings.from_env(os.environ)
+
+
+def load_demo_limiter_settings(environ: Mapping[str, str] = os.environ) -> LimiterSettings:
+    """The rate-limit client's settings from ``environ``, ``LIMITER_EDGE_DENY_MAX_S``
+    defaulting to ``DEMO_EDGE_DENY_MAX_S``; raises ``ConfigError`` naming the env var."""
+    return LimiterSettings.from_env(
+        {"LIMITER_EDGE_DENY_MAX_S": str(DEMO_EDGE_DENY_MAX_S), **environ}
+    )

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.demo_settings import DemoSettings, load_demo_settings
+from api.demo_settings import DemoSettings, load_demo_limiter_settings, load_demo_settings
 from ratelimit_client import Decision, LimiterSettings
 from ratelimit_client.fastapi import (
     STATE_KEY,
@@ -100,8 +100,9 @@ def _configure_logging() -> None:
 def create_app(
     settings: DemoSettings | None = None, limiter_settings: LimiterSettings | None = None
 ) -> FastAPI:
-    """The demo app. Settings not given are read from the environment at start-up. Its
-    rate-limit client reports into a registry of the app's own, served at ``/metrics``."""
+    """The demo app. Settings not given are read from the environment at start-up
+    (``load_demo_settings``, ``load_demo_limiter_settings``). Its rate-limit client
+    reports into a registry of the app's own, served at ``/metrics``."""
     registry = CollectorRegistry()
     metrics = PrometheusClientMetrics(registry)
 
@@ -110,7 +111,8 @@ def create_app(
         _configure_logging()
         demo = settings if settings is not None else load_demo_settings()
         replica = Replica(demo.instance, (b"x-served-by", demo.instance.encode("ascii")))
-        async with open_rate_limiter(limiter_settings, metrics=metrics) as limiter:
+        limits = limiter_settings if limiter_settings is not None else load_demo_limiter_settings()
+        async with open_rate_limiter(limits, metrics=metrics) as limiter:
             yield {STATE_KEY: limiter, DEMO_KEY: replica}
 
     app = FastAPI(title="Rate-limit demo API", lifespan=lifespan)

@@ -296,6 +296,9 @@ def bootstrap(settings: EdgeSettings) -> dict[str, Any]:
                 }
             ],
             "request_headers_to_remove": ["forwarded"],
+            # The API's hint to Nginx's deny cache (README "Deny cache"); Nginx hides it
+            # from clients by default, Envoy must be told to.
+            "response_headers_to_remove": ["x-accel-expires"],
         },
         "http_filters": [
             _rate_limit_filter(settings),

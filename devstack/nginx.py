@@ -89,6 +89,10 @@ def start_nginx(
     config_path = prefix / "nginx.conf"
     config_path.write_text(render(TEMPLATE_PATH.read_text(), variables))
     argv = [binary, "-p", f"{prefix}{os.sep}", "-c", str(config_path), "-e", "stderr"]
+    if os.geteuid() == 0:
+        # A root master runs its workers as "nobody", who cannot reach the deny cache in a
+        # private (0700) temporary directory; locally the workers stay who we are.
+        argv += ["-g", "user root;"]
     _check_config(argv)
     process = group.start(name, argv)
     node = NginxNode(process, host, port, config_path, variables)

@@ -23,6 +23,13 @@ env var                     default              meaning
                                                  ``retry_after``, so repeats are answered
                                                  without a call (``deny_cache``); 0 turns
                                                  it off (0 to 10000000)
+``LIMITER_EDGE_DENY_MAX_S`` ``0``                most seconds an ``OVER_LIMIT`` 429 tells
+                                                 the edge proxy it may repeat the denial
+                                                 itself (``X-Accel-Expires``, for Nginx's
+                                                 ``proxy_cache``); 0 sends no such header
+                                                 (0 to 3600). Off by default: only safe
+                                                 when the proxy's cache key determines the
+                                                 rate-limit key (README "Deny cache")
 ``TRUSTED_PROXIES``         ``127.0.0.0/8,::1``  peers (IPs/CIDRs) whose ``X-Real-IP`` names
                                                  the client (FastAPI ``client_ip``); empty
                                                  trusts nobody
@@ -117,6 +124,7 @@ class LimiterSettings:
     max_in_flight: int = 1
     failure_mode: FailureMode = FailureMode.OPEN
     deny_cache_size: int = DEFAULT_DENY_CACHE_SIZE
+    edge_deny_max_s: int = 0
     trusted_proxies: tuple[IPNetwork, ...] = field(default=_LOOPBACK)
     tls: bool = False
     tls_ca: Path | None = None
@@ -130,6 +138,7 @@ class LimiterSettings:
         _in_range("LIMITER_TIMEOUT_MS", self.timeout_ms, 1, 60_000)
         _in_range("LIMITER_MAX_IN_FLIGHT", self.max_in_flight, 1, 1024)
         _in_range("LIMITER_DENY_CACHE_SIZE", self.deny_cache_size, 0, 10_000_000)
+        _in_range("LIMITER_EDGE_DENY_MAX_S", self.edge_deny_max_s, 0, 3600)
         if not isinstance(self.failure_mode, FailureMode):
             raise ConfigError(f"LIMITER_FAILURE_MODE: not a FailureMode: {self.failure_mode!r}")
         if (self.tls_client_cert is None) != (self.tls_client_key is None):
@@ -168,6 +177,10 @@ class LimiterSettings:
         if "LIMITER_DENY_CACHE_SIZE" in environ:
             values["deny_cache_size"] = _int(
                 "LIMITER_DENY_CACHE_SIZE", environ["LIMITER_DENY_CACHE_SIZE"]
+            )
+        if "LIMITER_EDGE_DENY_MAX_S" in environ:
+            values["edge_deny_max_s"] = _int(
+                "LIMITER_EDGE_DENY_MAX_S", environ["LIMITER_EDGE_DENY_MAX_S"]
             )
         if "LIMITER_FAILURE_MODE" in environ:
             mode = environ["LIMITER_FAILURE_MODE"].strip().lower()

@@ -75,6 +75,12 @@ def test_a_route_without_descriptors_is_not_limited() -> None:
     assert "rate_limits" not in rendered["route"]
 
 
+def test_the_apis_hint_to_nginx_never_reaches_clients() -> None:
+    # Nginx hides X-Accel-Expires by default; behind Envoy the demo API still sends it.
+    route_config = manager(bootstrap(settings()))["route_config"]
+    assert route_config["response_headers_to_remove"] == ["x-accel-expires"]
+
+
 def test_the_filter_carries_domain_failure_mode_timeout_and_headers() -> None:
     config = bootstrap(settings(domain="shop", failure_mode_deny=True, timeout_ms=250))
     first = manager(config)["http_filters"][0]

@@ -11,17 +11,22 @@ seconds, rounded up). ``w`` is optional in the draft and left out when the windo
 0 (a fake or a failure mode reports none). The functions here are
 pure; ``HeaderCache`` keeps the encoded per-policy parts so the hot path only formats two
 integers.
+
+``X-Accel-Expires`` (``edge_expires_s``) is for the edge proxy alone: how long Nginx may
+answer the same denial itself (README "Deny cache"); Nginx removes it from what clients see.
 """
 
 from __future__ import annotations
 
-from ratelimit_client.decision import Decision
+from ratelimit_client.decision import Decision, Reason
 
 __all__ = [
     "RATELIMIT",
     "RATELIMIT_POLICY",
     "RETRY_AFTER",
+    "X_ACCEL_EXPIRES",
     "HeaderCache",
+    "edge_expires_s",
     "policy_field",
     "sf_string",
 ]
@@ -29,6 +34,7 @@ __all__ = [
 RATELIMIT_POLICY = "RateLimit-Policy"
 RATELIMIT = "RateLimit"
 RETRY_AFTER = "Retry-After"
+X_ACCEL_EXPIRES = "X-Accel-Expires"
 _RAW_POLICY = RATELIMIT_POLICY.lower().encode()
 _RAW_RATELIMIT = RATELIMIT.lower().encode()
 _MAX_CACHED = 256
@@ -51,6 +57,23 @@ def policy_field(policy: str, quota: int, window_s: int) -> str:
     ``window_s`` is 0 (unknown) or less."""
     item = f"{sf_string(policy)};q={quota}"
     return f"{item};w={window_s}" if window_s > 0 else item
+
+
+def edge_expires_s(decision: Decision, max_s: int) -> int:
+    """Seconds an edge cache may repeat this answer (``X-Accel-Expires``); 0: not at all.
+
+    Only an ``OVER_LIMIT`` denial qualifies (never an allowed, shadow, fail-open,
+    fail-closed or ``NOT_ALL_ALLOWED`` answer), and never when ``max_s`` is 0 or less.
+    ``retry_after_s`` is the limiter's T rounded up, so the whole seconds certain to remain
+    are at least ``retry_after_s - 1``; one more is given up because Nginx keeps an entry
+    through the last second it names (its clock ticks in whole seconds). The result is
+    ``min(max_s, retry_after_s - 2)``, or 0 when that is below 1: an entry Nginx keeps for
+    it ends before T, give or take the time the 429 takes from the limiter to Nginx.
+    """
+    if decision.reason is not Reason.OVER_LIMIT or max_s <= 0:
+        return 0
+    seconds = min(max_s, decision.retry_after_s - 2)
+    return seconds if seconds >= 1 else 0
 
 
 class HeaderCache:
