@@ -17,24 +17,39 @@
 -- PEXPIRE at the end.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local steps = {fixed_window, sliding_window, token_bucket}
+local steps = {['1'] = fixed_window, ['2'] = sliding_window, ['3'] = token_bucket}
 local format = string.format
--- committed[key]: {field 1, field 2, field 3, algorithm}, the state as kept so far (fields
--- in the order of the algorithm's comment); ttls[key]: its latest write's TTL (us);
--- written: the keys with a write, in order.
-local committed, ttls, written = {}, {}, {}
+-- committed[key]: the key's state as kept so far, its fields in the order of its
+-- algorithm's comment; ttls[key]: its latest write's TTL (us); written[j], kinds[j]: the
+-- keys with a write, in order, and their algorithms.
+local committed, ttls, written, kinds = {}, {}, {}, {}
 local function load(key, algorithm)
-  local v
-  if algorithm == 1 then
-    v = redis.call('HMGET', key, 's', 'n')
-  elseif algorithm == 2 then
-    v = redis.call('HMGET', key, 's', 'c', 'p')
+  local st
+  if algorithm == '1' then
+    st = redis.call('HMGET', key, 's', 'n')
+  elseif algorithm == '2' then
+    st = redis.call('HMGET', key, 's', 'c', 'p')
   else
-    v = redis.call('HMGET', key, 't')
+    st = redis.call('HMGET', key, 't')
   end
-  local st = {tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), algorithm}
+  st[1], st[2], st[3] = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
   committed[key] = st
   return st
+end
+-- A batch repeats its policies' numbers: each string is converted once, and the numbers
+-- are read as `numbers[s] or number(s)` (a function call only the first time).
+local numbers = {}
+local function number(s)
+  local v = tonumber(s)
+  numbers[s] = v
+  return v
+end
+local function commit(key, algorithm, ttl)
+  if not ttls[key] then
+    written[#written + 1] = key
+    kinds[#written] = algorithm
+  end
+  ttls[key] = ttl
 end
 local out = {}
 local o = 0
@@ -44,41 +59,41 @@ while first <= count do
   local base = first * 6 - 6
   local group = ARGV[base + 6]
   if group == '0' then
-    -- On its own: its tentative state is kept unless it is a probe.
-    local algorithm = tonumber(ARGV[base + 1])
-    local flags = tonumber(ARGV[base + 5])
-    local key = KEYS[first]
+    -- On its own: decided on the committed state, kept unless the hit is a probe.
+    local key, algorithm = KEYS[first], ARGV[base + 1]
+    local one, two, cost, flags = ARGV[base + 2], ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
+    one, two = numbers[one] or number(one), numbers[two] or number(two)
+    cost, flags = numbers[cost] or number(cost), numbers[flags] or number(flags)
     local st = committed[key] or load(key, algorithm)
     local allowed, remaining, reset, retry, ttl, x, y, z = steps[algorithm](
-      now, tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4]),
-      flags % 2 == 1, st[1], st[2], st[3])
+      now, one, two, cost, flags % 2 == 1, st[1], st[2], st[3])
     out[o + 1], out[o + 2], out[o + 3], out[o + 4] = allowed, remaining, reset, retry
     o = o + 4
     if ttl and flags < 4 then
       st[1], st[2], st[3] = x, y, z
-      if not ttls[key] then written[#written + 1] = key end
-      ttls[key] = ttl
+      commit(key, algorithm, ttl)
     end
     first = first + 1
   else
     local last = first
     while last < count and ARGV[last * 6 + 6] == group do last = last + 1 end
-    -- tentative[key]: the run's state of key; changed: its keys with a tentative write.
+    -- tentative[key]: the run's state of key; changed: its keys with a tentative write,
+    -- pending[key] their latest TTL.
     local tentative, changed, pending, keep = {}, {}, {}, true
     for i = first, last do
       base = i * 6 - 6
-      local algorithm = tonumber(ARGV[base + 1])
-      local flags = tonumber(ARGV[base + 5])
-      local key = KEYS[i]
+      local key, algorithm = KEYS[i], ARGV[base + 1]
+      local one, two, cost, flags = ARGV[base + 2], ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
+      one, two = numbers[one] or number(one), numbers[two] or number(two)
+      cost, flags = numbers[cost] or number(cost), numbers[flags] or number(flags)
       local st = tentative[key] or committed[key] or load(key, algorithm)
       local allowed, remaining, reset, retry, ttl, x, y, z = steps[algorithm](
-        now, tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4]),
-        flags % 2 == 1, st[1], st[2], st[3])
+        now, one, two, cost, flags % 2 == 1, st[1], st[2], st[3])
       out[o + 1], out[o + 2], out[o + 3], out[o + 4] = allowed, remaining, reset, retry
       o = o + 4
       if ttl then
         if not pending[key] then
-          tentative[key] = {x, y, z}
+          tentative[key] = {x, y, z, algorithm}
           changed[#changed + 1] = key
         else
           st[1], st[2], st[3] = x, y, z
@@ -93,20 +108,18 @@ while first <= count do
         local key = changed[j]
         local st, new = committed[key], tentative[key]
         st[1], st[2], st[3] = new[1], new[2], new[3]
-        if not ttls[key] then written[#written + 1] = key end
-        ttls[key] = pending[key]
+        commit(key, new[4], pending[key])
       end
     end
     first = last + 1
   end
 end
 for j = 1, #written do
-  local key = written[j]
+  local key, algorithm = written[j], kinds[j]
   local st = committed[key]
-  local algorithm = st[4]
-  if algorithm == 1 then
+  if algorithm == '1' then
     redis.call('HSET', key, 's', format('%.0f', st[1]), 'n', format('%.0f', st[2]))
-  elseif algorithm == 2 then
+  elseif algorithm == '2' then
     redis.call('HSET', key, 's', format('%.0f', st[1]), 'c', format('%.0f', st[2]),
       'p', format('%.0f', st[3]))
   else
