@@ -40,7 +40,7 @@ GOOD_CALLS = 600
 GOOD_DEADLINE_S = 0.25
 AUTHORITATIVE = {proto.Reason.REASON_WITHIN_LIMIT, proto.Reason.REASON_OVER_LIMIT}
 # Share of the calls the flood may cost an authoritative answer, over the client's misses
-# alone. Measured with admission control: 0-8 calls in 11 runs of 13 (a busy loop on one of
+# alone. Measured with admission control: 0-8 calls in 14 runs of 16 (a busy loop on one of
 # the 2 cores in some), 28 and 41 with two more CPU hogs; without it: 510 and 549.
 FLOOD_MISSES_ALLOWED = 0.05
 
