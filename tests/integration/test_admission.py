@@ -30,22 +30,31 @@ from tests.integration.relay import Relay
 pytestmark = pytest.mark.integration
 
 FLOOD_SECONDS = 14
-FLOOD_CALLS = 8  # batches of 1000 in flight, as in the issue
+# Batches of 1000 in flight: twice the issue's 8, so that without admission control the
+# client's decisions queue behind enough of them to pass the 100 ms decision timeout
+# (measured: 51 and 90 of 600 authoritative); with 8 this machine absorbed the flood
+# admission or not (593-595 of 600 with it switched off) and the test could not fail.
+FLOOD_CALLS = 16
 GOOD_RATE = 100  # calls per second, each with its own deadline
 GOOD_CALLS = 600
 GOOD_DEADLINE_S = 0.25
 AUTHORITATIVE = {proto.Reason.REASON_WITHIN_LIMIT, proto.Reason.REASON_OVER_LIMIT}
+# Share of the calls the flood may cost an authoritative answer, over the client's misses
+# alone. Measured with admission control: 0-8 calls in 14 runs of 16 (a busy loop on one of
+# the 2 cores in some), 28 and 41 with two more CPU hogs; without it: 510 and 549.
+FLOOD_MISSES_ALLOWED = 0.05
 
 
-async def well_behaved(address: str) -> collections.Counter[str]:
+async def well_behaved(address: str, phase: str) -> collections.Counter[str]:
     """``GOOD_CALLS`` ShouldAllow calls at ``GOOD_RATE`` per second (started on time
-    whether or not earlier ones were answered); counts of each reason and each error."""
+    whether or not earlier ones were answered), on keys named after ``phase``; counts of
+    each reason and each error."""
     counts: collections.Counter[str] = collections.Counter()
     async with grpc.aio.insecure_channel(address) as channel:
         stub = proto.RateLimiterStub(channel)
 
         async def one(index: int) -> None:
-            request = proto.ShouldAllowRequest(key=f"good:{index}")
+            request = proto.ShouldAllowRequest(key=f"good:{phase}:{index}")
             try:
                 reply = await stub.ShouldAllow(request, timeout=GOOD_DEADLINE_S)
             except grpc.aio.AioRpcError as exc:
@@ -66,36 +75,46 @@ async def well_behaved(address: str) -> collections.Counter[str]:
 async def test_a_flood_of_batches_does_not_starve_a_well_behaved_client(
     redis_server: StandaloneRedis, processes: ProcessGroup
 ) -> None:
+    """The well-behaved client runs twice on the same limiter: alone, then under the flood.
+    Alone it shows what this machine costs it: on a busy 2-core machine the limiter is now
+    and then held off the CPU past its 100 ms decision timeout (a fail-open answer) or the
+    client's 250 ms deadline, flood or not. The flood may add at most
+    ``FLOOD_MISSES_ALLOWED`` of the calls to those misses; without admission control it
+    adds most of them (the client's decisions queue behind the flood's batches)."""
     env = {"REDIS_URL": redis_server.url, "RATE_LIMIT": "1000000000", "TIME_WINDOW": "3600"}
     node = start_limiter(processes, "limiter", free_port(), env)
-    flooder = processes.start(
-        "flooder",
-        [
-            *(sys.executable, "-m", "tests.integration.flood", node.address),
-            *("--seconds", str(FLOOD_SECONDS), "--concurrency", str(FLOOD_CALLS)),
-        ],
-        cwd=REPO_ROOT,
-    )
-    # Measure the flood's steady state, not the limiter's first moments under it (Redis
-    # connections opening, scripts loading): wait until it has decided 50 batches.
-    with redis_server.client() as admin:
-        await asyncio.to_thread(
-            wait_until,
-            lambda: int(admin.hget("rl:{default:flood:999}:fw", "n") or 0) >= 50 or None,
-            timeout=30,
-            waiting_for="the limiter to have decided 50 of the flooder's batches",
-            watch=(flooder,),
-        )
     async with Relay(node.address, "127.0.0.2") as relay:
-        counts = await well_behaved(relay.address)
+        alone = await well_behaved(relay.address, "alone")
+        flooder = processes.start(
+            "flooder",
+            [
+                *(sys.executable, "-m", "tests.integration.flood", node.address),
+                *("--seconds", str(FLOOD_SECONDS), "--concurrency", str(FLOOD_CALLS)),
+            ],
+            cwd=REPO_ROOT,
+        )
+        # Measure the flood's steady state, not the limiter's first moments under it
+        # (Redis connections opening): wait until it has decided 50 batches.
+        with redis_server.client() as admin:
+            await asyncio.to_thread(
+                wait_until,
+                lambda: int(admin.hget("rl:{default:flood:999}:fw", "n") or 0) >= 50 or None,
+                timeout=30,
+                waiting_for="the limiter to have decided 50 of the flooder's batches",
+                watch=(flooder,),
+            )
+        flooded = await well_behaved(relay.address, "flooded")
     assert flooder.is_running(), "the flood ended before the well-behaved client did"
     await asyncio.to_thread(flooder.wait_exit, 30)
     flood = json.loads(flooder.log_tail(1))
-    print(f"\nwell-behaved client: {dict(counts)}; flooder: {flood}")
+    print(f"\nwell-behaved client alone: {dict(alone)}; flooded: {dict(flooded)}; flooder: {flood}")
 
-    authoritative = sum(counts[proto.Reason.Name(reason)] for reason in AUTHORITATIVE)
-    assert sum(counts.values()) == GOOD_CALLS
-    assert authoritative >= 0.99 * GOOD_CALLS, counts
+    assert sum(alone.values()) == sum(flooded.values()) == GOOD_CALLS
+    missed_alone, missed = (
+        GOOD_CALLS - sum(counts[proto.Reason.Name(reason)] for reason in AUTHORITATIVE)
+        for counts in (alone, flooded)
+    )
+    assert missed <= missed_alone + FLOOD_MISSES_ALLOWED * GOOD_CALLS, (alone, flooded)
     assert flood.get("OK", 0) > 0  # the flooder was served too, within its share
 
 

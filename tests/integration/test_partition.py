@@ -13,6 +13,7 @@ over-admits in each failure mode (printed, and documented in the README).
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,6 +49,13 @@ RATE_PER_LIMITER = 25.0  # requests/s on the one key, from each limiter
 PARTITION_S = 6.0
 POLICIES = f"policies:\n  default: {{limit: {LIMIT}, window: 24h, algorithm: token_bucket}}\n"
 AUTHORITATIVE = {proto.Reason.REASON_WITHIN_LIMIT, proto.Reason.REASON_OVER_LIMIT}
+# The limiters cut off from the sentinels alone: a longer lease than the default, so that it
+# surely holds for a while after the cut whenever the last confirmation came (at most a
+# health interval before it), and a decision timeout far above a busy machine's
+# scheduling delays (the default 100 ms is not, on a loaded 2-core machine).
+HEALTH_INTERVAL_S = 1.0  # the default
+CUT_LEASE_S = 4.0
+CUT_DECISION_TIMEOUT_S = 1.0
 
 
 @pytest.fixture
@@ -58,7 +66,12 @@ def topology(tmp_path: Path) -> Iterator[RedisTopology]:
 
 
 def start(
-    processes: ProcessGroup, topology: RedisTopology, tmp_path: Path, host: str, mode: str
+    processes: ProcessGroup,
+    topology: RedisTopology,
+    tmp_path: Path,
+    host: str,
+    mode: str,
+    settings: dict[str, str] | None = None,
 ) -> LimiterNode:
     policies = tmp_path / "policies.yaml"
     policies.write_text(POLICIES)
@@ -69,19 +82,23 @@ def start(
         "REDIS_PASSWORD": topology.password,
         "REDIS_SOURCE_ADDRESS": host,
         "LIMITER_FAILURE_MODE": mode,
+        **(settings or {}),
     }
     return start_limiter(processes, f"limiter-{host}", free_port(host), env, host=host)
 
 
-async def paced(client: LimiterClient, key: str, until: float) -> list[tuple[float, int, bool]]:
-    """``RATE_PER_LIMITER`` requests/s on ``key`` until ``until``: (time, reason, allowed)."""
-    answers: list[tuple[float, int, bool]] = []
+async def paced(
+    client: LimiterClient, key: str, until: float
+) -> list[tuple[float, float, int, bool]]:
+    """Up to ``RATE_PER_LIMITER`` requests/s on ``key``, one at a time, sending none after
+    ``until``: (sent, answered, reason, allowed) each, on ``time.monotonic()``."""
+    answers: list[tuple[float, float, int, bool]] = []
     interval = 1.0 / RATE_PER_LIMITER
     next_at = time.monotonic()
-    while next_at < until:
+    while (sent := time.monotonic()) < until:
         reply = await client.should_allow(key, timeout=2.0)
-        answers.append((time.monotonic(), reply.reason, reply.allowed))
-        next_at += interval
+        answers.append((sent, time.monotonic(), reply.reason, reply.allowed))
+        next_at = max(next_at + interval, sent)
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     return answers
 
@@ -123,13 +140,15 @@ async def test_partition_isolated_limiter_stops_within_its_lease(
             old_writes_late = evalsha_calls(topology, old_master)
             new_master = topology.wait_for_master_change(old_master, timeout=10.0)
         # After the lease, A answered only with the failure mode: it wrote nothing more.
-        late_a = [a for a in answers_a if a[0] > started + LEASE_S + 1.0]
-        assert late_a and all(reason not in AUTHORITATIVE for _, reason, _ in late_a)
+        late_a = [a for a in answers_a if a[1] > started + LEASE_S + 1.0]
+        assert late_a and all(reason not in AUTHORITATIVE for _, _, reason, _ in late_a)
         # B follows the new master and decides authoritatively by the end.
-        assert answers_b[-1][1] in AUTHORITATIVE
+        assert answers_b[-1][2] in AUTHORITATIVE
         assert evalsha_calls(topology, old_master) == old_writes_late
-        admitted = sum(allowed for _, _, allowed in (*answers_a, *answers_b))
-        fail_answers = sum(reason not in AUTHORITATIVE for _, reason, _ in (*answers_a, *answers_b))
+        admitted = sum(allowed for _, _, _, allowed in (*answers_a, *answers_b))
+        fail_answers = sum(
+            reason not in AUTHORITATIVE for _, _, reason, _ in (*answers_a, *answers_b)
+        )
         print(
             f"\npartition ({mode}): {len(answers_a) + len(answers_b)} requests on one "
             f"limit-{LIMIT} key in {PARTITION_S:.0f} s, {admitted} admitted "
@@ -139,7 +158,7 @@ async def test_partition_isolated_limiter_stops_within_its_lease(
         # Whatever A admitted, it admitted early: never after the lease (plus a second of
         # slack for an attempt in flight and the health interval).
         assert all(
-            t <= started + LEASE_S + 1.0 for t, reason, _ in answers_a if reason in AUTHORITATIVE
+            t <= started + LEASE_S + 1.0 for _, t, reason, _ in answers_a if reason in AUTHORITATIVE
         )
     finally:
         await client_a.close()
@@ -150,26 +169,50 @@ async def test_limiter_cut_off_from_the_sentinels_stops_writing_within_its_lease
     topology: RedisTopology, processes: ProcessGroup, tmp_path: Path
 ) -> None:
     """The master is fine; only limiter A loses the sentinels. Without a lease it would go
-    on writing to whatever it last knew as master, for as long as the cut lasts."""
-    node_a = start(processes, topology, tmp_path, LIMITER_A, "closed")
-    node_b = start(processes, topology, tmp_path, LIMITER_B, "closed")
+    on writing to whatever it last knew as master, for as long as the cut lasts.
+
+    What A must do is bounded by its lease, not by how fast this machine is: its last
+    confirmation of the master came at most a health interval (plus slack) before the cut,
+    so the lease surely holds for ``CUT_LEASE_S - HEALTH_INTERVAL_S - 0.5`` s after it and
+    surely ends ``CUT_LEASE_S`` after it. Both limiters get a decision timeout well above a
+    busy machine's scheduling delays, so a request sent early enough to be decided before
+    the lease can end is answered by Redis; one sent after the lease ended must get the
+    failure mode (whatever the delays: A no longer has a master to ask)."""
+    settings = {
+        "LIMITER_MASTER_LEASE_MS": str(int(CUT_LEASE_S * 1000)),
+        "LIMITER_DECISION_TIMEOUT_MS": str(int(CUT_DECISION_TIMEOUT_S * 1000)),
+    }
+    node_a = start(processes, topology, tmp_path, LIMITER_A, "closed", settings)
+    node_b = start(processes, topology, tmp_path, LIMITER_B, "closed", settings)
     client_a, client_b = LimiterClient(node_a.address), LimiterClient(node_b.address)
     try:
         with Partition([(LIMITER_A, sentinel) for sentinel in SENTINELS]):
             started = time.monotonic()
-            until = started + LEASE_S + 3.0
+            until = started + CUT_LEASE_S + 4.0
             answers_a, answers_b = await asyncio.gather(
                 paced(client_a, f"a:{uuid.uuid4()}", until),
                 paced(client_b, f"b:{uuid.uuid4()}", until),
             )
+            # A decided while its lease surely held (each decision, timeout included, over
+            # before the lease could end), then only answered with the failure mode.
+            held_until = started + CUT_LEASE_S - HEALTH_INTERVAL_S - 0.5
+            early = [
+                reason
+                for sent, _, reason, _ in answers_a
+                if sent + CUT_DECISION_TIMEOUT_S < held_until
+            ]
+            late = [
+                reason for sent, _, reason, _ in answers_a if sent > started + CUT_LEASE_S + 0.5
+            ]
+            print(
+                f"\ncut off: A {len(early)} early answers {collections.Counter(early)}, "
+                f"{len(late)} late answers {collections.Counter(late)}; B {len(answers_b)} answers"
+            )
+            assert early and set(early) <= AUTHORITATIVE
+            assert late and set(late) == {proto.Reason.REASON_FAIL_CLOSED}
+            assert {reason for _, _, reason, _ in answers_b} <= AUTHORITATIVE
             assert node_a.health() == health_pb2.HealthCheckResponse.NOT_SERVING
             assert node_b.health() == health_pb2.HealthCheckResponse.SERVING
-        # A decided while its lease held, then only answered with the failure mode.
-        early = [reason for t, reason, _ in answers_a if t < started + LEASE_S - 0.5]
-        late = [reason for t, reason, _ in answers_a if t > started + LEASE_S + 1.0]
-        assert early and set(early) <= AUTHORITATIVE
-        assert late and set(late) == {proto.Reason.REASON_FAIL_CLOSED}
-        assert {reason for _, reason, _ in answers_b} <= AUTHORITATIVE
         # Healed: A confirms the master again and decides.
         wait_until(
             lambda: True if node_a.health() == health_pb2.HealthCheckResponse.SERVING else None,
