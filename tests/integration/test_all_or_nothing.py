@@ -14,7 +14,7 @@ import asyncio
 import functools
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from limiter_service.backends.cluster import ClusterBackend
 from limiter_service.backends.connection import RedisAccess, StaticConnector
 from limiter_service.backends.memory import MemoryBackend
 from limiter_service.backends.redis import RedisBackend
-from limiter_service.decision import Algorithm, Decision, Hit, Policy, Reason, Verdict
+from limiter_service.decision import Algorithm, Decision, Policy, Reason
 from limiter_service.limiter import Limiter, Request
 from limiter_service.policies import PolicySet
 from ratelimit_client import proto
@@ -287,18 +287,8 @@ class RacingCluster(ClusterBackend):
 
     race: Callable[[], None] = staticmethod(lambda: None)
 
-    async def _round(
-        self,
-        hits: Sequence[Hit],
-        slots: list[int],
-        indexes: Sequence[int],
-        probing: frozenset[int],
-        deadline: float,
-    ) -> list[Verdict]:
-        verdicts = await super()._round(hits, slots, indexes, probing, deadline)
-        if probing:
-            await asyncio.to_thread(self.race)
-        return verdicts
+    async def _between_rounds(self) -> None:
+        await asyncio.to_thread(self.race)
 
 
 async def test_the_residual_of_a_race_between_the_two_rounds(cluster: RedisCluster) -> None:
