@@ -16,13 +16,11 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
 
-from devstack import ProcessGroup, StandaloneRedis, free_port
-from devstack.limiter import start_limiter
+from devstack import StandaloneRedis
 from devstack.redis_cluster import RedisCluster, key_slot
 from devstack.redis_probes import Address
 from limiter_service.backends.base import Backend
@@ -35,6 +33,7 @@ from limiter_service.limiter import Limiter, Request
 from limiter_service.policies import PolicySet
 from ratelimit_client import proto
 from tests.integration.client import LimiterClient
+from tests.integration.conftest import LimiterOn
 from tests.unit.conftest import SECOND
 
 pytestmark = pytest.mark.integration
@@ -346,21 +345,8 @@ policies:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def grpc_client(
-    request: pytest.FixtureRequest,
-    redis_server: StandaloneRedis,
-    processes: ProcessGroup,
-    tmp_path: Path,
-) -> AsyncIterator[LimiterClient]:
-    path = tmp_path / "policies.yaml"
-    path.write_text(GRPC_POLICIES)
-    env = {"LIMITER_POLICIES": str(path), "LIMITER_BACKEND": request.param}
-    if request.param == "redis":
-        env["REDIS_URL"] = redis_server.url
-    node = start_limiter(processes, "limiter", free_port(), env)
-    client = LimiterClient(node.address)
-    yield client
-    await client.close()
+async def grpc_client(request: pytest.FixtureRequest, limiter_on: LimiterOn) -> LimiterClient:
+    return limiter_on(request.param, GRPC_POLICIES)
 
 
 async def test_should_allow_batch_all_or_nothing(grpc_client: LimiterClient) -> None:
