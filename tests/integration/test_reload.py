@@ -45,6 +45,16 @@ async def wait_limit(client: LimiterClient, limit: int) -> None:
     raise AssertionError(f"the limiter never applied limit {limit}")
 
 
+async def wait_logged(node: LimiterNode, text: str) -> None:
+    """Wait (up to 10 s) until ``text`` is in the last 200 lines of ``node``'s log."""
+    await asyncio.to_thread(
+        wait_until,
+        lambda: True if text in node.process.log_tail(200) else None,
+        timeout=10.0,
+        waiting_for=f"{text!r} to be logged",
+    )
+
+
 async def test_file_change_under_load_zero_errors(processes: ProcessGroup, tmp_path: Path) -> None:
     path = tmp_path / "policies.yaml"
     write(path, 5)
@@ -71,16 +81,7 @@ async def test_file_change_under_load_zero_errors(processes: ProcessGroup, tmp_p
         write(path, 50)
         await wait_limit(client, 50)
         path.write_text("policies:\n  default: {limit: 0, window: 1h}\n")  # invalid
-        await asyncio.to_thread(
-            wait_until,
-            lambda: (
-                True
-                if "policy reload (file changed) refused" in node.process.log_tail(200)
-                else None
-            ),
-            timeout=10.0,
-            waiting_for="the refused reload to be logged",
-        )
+        await wait_logged(node, "policy reload (file changed) refused")
         assert await limit_seen(client) == 50  # the old set is still in force
     finally:
         stopping.set()
