@@ -4,7 +4,7 @@ Envoy itself is exercised by the edge tests; these speak its API through our stu
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -24,7 +24,7 @@ from limiter_service.envoy import proto
 from tests.integration.client import LimiterClient
 from tests.integration.envoy_client import Code, Descriptor, EnvoyClient, Unit, descriptor
 from tests.integration.test_bad_input import rich_details
-from tests.integration.test_reload import wait_limit, wait_logged
+from tests.integration.test_reload import wait_limit, wait_logged, wait_seen
 
 pytestmark = pytest.mark.integration
 
@@ -290,11 +290,7 @@ async def _limit(client: EnvoyClient) -> int:
 
 
 async def _wait_limit(client: EnvoyClient, expected: int) -> None:
-    for _ in range(200):  # a readiness wait: at most ~10 s
-        if await _limit(client) == expected:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the limiter never applied requests_per_unit {expected}")
+    await wait_seen(functools.partial(_limit, client), expected)
 
 
 async def test_reload_on_file_change_and_sighup_refusing_a_broken_file_next_to_policies(

@@ -4,11 +4,13 @@ an invalid file keeps the old policies; ``check-config`` validates as a reload d
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -37,12 +39,17 @@ async def limit_seen(client: LimiterClient) -> int:
     return int((await client.should_allow(f"probe:{uuid.uuid4()}", dry_run=True)).limit)
 
 
-async def wait_limit(client: LimiterClient, limit: int) -> None:
+async def wait_seen(seen: Callable[[], Awaitable[int]], limit: int) -> None:
+    """Wait (up to ~10 s) until ``seen()`` reports ``limit``: a reload has taken effect."""
     for _ in range(200):  # a readiness wait: at most ~10 s
-        if await limit_seen(client) == limit:
+        if await seen() == limit:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"the limiter never applied limit {limit}")
+
+
+async def wait_limit(client: LimiterClient, limit: int) -> None:
+    await wait_seen(functools.partial(limit_seen, client), limit)
 
 
 async def wait_logged(node: LimiterNode, text: str) -> None:
