@@ -50,6 +50,13 @@ __all__ = ["Stack"]
 T = TypeVar("T")
 
 
+def _running(node: T | None, missing: str) -> T:
+    """``node``, or ``DevstackError(missing)`` when it is not running."""
+    if node is None:
+        raise DevstackError(missing)
+    return node
+
+
 class Stack(StopsOnExit):
     """Start, inspect, break and stop the local stack.
 
@@ -96,25 +103,19 @@ class Stack(StopsOnExit):
     @property
     def topology(self) -> RedisTopology:
         """The Redis Sentinel deployment. Raises ``DevstackError`` before ``start()``."""
-        if self._topology is None:
-            raise DevstackError("the stack is not started")
-        return self._topology
+        return _running(self._topology, "the stack is not started")
 
     @property
     def nginx(self) -> NginxNode:
         """The running Nginx. Raises ``DevstackError`` before ``start()`` and when the
         edge is Envoy."""
-        if self._nginx is None:
-            raise DevstackError(f"no Nginx running (edge: {self._config.edge})")
-        return self._nginx
+        return _running(self._nginx, f"no Nginx running (edge: {self._config.edge})")
 
     @property
     def envoy(self) -> EnvoyNode:
         """The running Envoy. Raises ``DevstackError`` before ``start()`` and when the
         edge is Nginx."""
-        if self._envoy is None:
-            raise DevstackError(f"no Envoy running (edge: {self._config.edge})")
-        return self._envoy
+        return _running(self._envoy, f"no Envoy running (edge: {self._config.edge})")
 
     @property
     def nginx_url(self) -> str:
@@ -132,9 +133,7 @@ class Stack(StopsOnExit):
     def prometheus(self) -> PrometheusNode:
         """The running Prometheus (scraping every limiter and API). Raises
         ``DevstackError`` before ``start()``."""
-        if self._prometheus is None:
-            raise DevstackError("the stack is not started")
-        return self._prometheus
+        return _running(self._prometheus, "the stack is not started")
 
     @property
     def apis(self) -> Mapping[str, ApiNode]:

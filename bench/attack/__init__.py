@@ -36,13 +36,11 @@ import redis
 from bench.attack.clients import GoodTally, client_addresses, run_good_clients
 from bench.attack.report import ATTACK, CALM, AttackReport, AttackRow
 from bench.cpu import CpuWindow
-from bench.edge import IDLE, wait_answers
-from bench.edge.baseline import Side, start_sides
+from bench.edge import IDLE, both_sides
+from bench.edge.baseline import Side
 from bench.edge.report import LIMITED
 from bench.edge.wrk import run_wrk
 from bench.options import AttackOptions, EdgeOptions
-from devstack import ProcessGroup, Stack, StackConfig
-from devstack.redis_probes import connect
 
 __all__ = ["run_attack"]
 
@@ -131,30 +129,16 @@ def run_attack(options: AttackOptions, workdir: Path) -> AttackReport:
     unreadable, ``FileNotFoundError`` without wrk or nginx, ``OSError`` when a
     well-behaved client's address cannot be bound.
     """
-    config = StackConfig(
-        rate_limit=options.rate_limit,
-        time_window=options.time_window_s,
-        limiter_timeout_ms=options.limiter_timeout_ms,
-    )
     sources = client_addresses(options.good_clients)
     rows: list[AttackRow] = []
-    with (
-        Stack(workdir / "stack", config) as stack,
-        ProcessGroup(workdir / "baseline" / "logs") as group,
-    ):
-        ours, theirs, shared = start_sides(group, stack, workdir / "baseline" / "nginx")
-        for side in (ours, theirs):
-            wait_answers(side)
-        topology = stack.topology
-        master = connect(topology.current_master(), topology.password, timeout=5.0)
-        try:
-            background = _background_per_s(master, options.idle_s)
-            for attack in (False, True):
-                for sides in ((ours, theirs), (theirs, ours)):
-                    rows.append(_phase(options, master, sides, shared, sources, background, attack))
-        finally:
-            master.close()
-    c = stack.config
+    with both_sides(options, workdir) as up:
+        background = _background_per_s(up.master, options.idle_s)
+        for attack in (False, True):
+            for sides in ((up.ours, up.theirs), (up.theirs, up.ours)):
+                rows.append(
+                    _phase(options, up.master, sides, up.shared, sources, background, attack)
+                )
+    c = up.stack.config
     settings = {
         "duration_s": options.duration_s,
         "warmup_s": options.warmup_s,

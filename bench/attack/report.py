@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.attack.clients import GoodTally
-from bench.cpu import BENCH, OTHERS, cores, us_per
+from bench.cpu import BENCH, OTHERS, us_per
 from bench.edge import IDLE
-from bench.edge.report import BASELINE, OURS
+from bench.edge.report import BASELINE, OURS, cpu_grid, others_note
 from bench.table import Grid, number, section, times
 
 __all__ = ["ATTACK", "CALM", "AttackReport", "AttackRow", "Targets"]
@@ -29,7 +29,6 @@ _HEADER = (
     "scenario|req/s|attacker share|attacker 429s|attacker 200s|good req/s|good p50 ms|"
     "good p99 ms|good 429s|EVALSHA/req|Redis cmds/req (all)|errors"
 )
-_OTHERS_WARNING = 0.25
 # Roles that are not serving the side under test: the load generators, the idle side, and
 # the rest of the machine.
 _NOT_SERVING = frozenset({OTHERS, BENCH, IDLE, "wrk"})
@@ -235,22 +234,16 @@ class AttackReport:
                     f"{row.name}: {row.good.missing_ratelimit} good requests were let through "
                     "by the failure mode (no RateLimit header)"
                 )
-            others = cores(row.cpu_s.get(OTHERS), row.window_s) or 0.0
-            if others > _OTHERS_WARNING:
-                notes.append(f"{row.name}: other processes used {others:.2f} cores meanwhile")
+            if note := others_note(row):
+                notes.append(note)
         return notes
 
     def grid(self) -> Grid:
         return [_HEADER.split("|"), *(row.cells() for row in self.rows)]
 
     def cpu_grid(self) -> Grid:
-        roles = list(dict.fromkeys(role for row in self.rows for role in row.cpu_s))
-        grid = [["CPU us/request", *(row.name for row in self.rows)]]
-        for role in roles:
-            grid.append([role, *(number(us_per(r.cpu_s.get(role), r.requests)) for r in self.rows)])
         serving = [number(r.serving_cpu_us) for r in self.rows]
-        busy = [number(cores(sum(r.cpu_s.values()), r.window_s), 2) for r in self.rows]
-        return [*grid, ["serving processes", *serving], ["busy cores", *busy]]
+        return cpu_grid(self.rows, ["serving processes", *serving])
 
     def section(self) -> str:
         s, n, v = self.settings, self.notes, self.verdicts()

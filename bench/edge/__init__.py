@@ -17,9 +17,11 @@ decisions share one round trip.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import limits
@@ -29,12 +31,12 @@ from bench.cpu import CpuWindow
 from bench.edge.baseline import Side, start_sides
 from bench.edge.report import HEALTH, LIMITED, OURS, EdgeReport, EdgeRow
 from bench.edge.wrk import run_wrk
-from bench.options import EdgeOptions
+from bench.options import AttackOptions, EdgeOptions
 from bench.redis_baseline import evalsha_calls
 from devstack import ProcessGroup, Stack, StackConfig, wait_until
 from devstack.redis_probes import connect
 
-__all__ = ["IDLE", "run_edge", "wait_answers"]
+__all__ = ["IDLE", "Running", "both_sides", "run_edge", "wait_answers"]
 
 IDLE = "other side (idle)"
 _READY_TIMEOUT_S = 15.0
@@ -65,6 +67,46 @@ def wait_answers(side: Side) -> None:
             retry_on=(OSError, http.client.HTTPException, _NotYet),
             watch=(side.nginx.process,),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Running:
+    """Both sides up and answering, and a connection to their Redis master."""
+
+    stack: Stack
+    ours: Side
+    theirs: Side
+    shared: dict[str, list[int]]
+    master: redis.Redis
+
+
+@contextlib.contextmanager
+def both_sides(options: EdgeOptions | AttackOptions, workdir: Path) -> Iterator[Running]:
+    """Start our stack (``workdir/stack``) with the ``options``' policy and limiter timeout,
+    and the baseline beside it (``workdir/baseline``); yield once both answer (see
+    ``wait_answers``); on exit close the master's connection and stop everything.
+
+    Raises ``devstack.DevstackError`` when a process does not come up or a side does not
+    answer 200 in time, ``FileNotFoundError`` without nginx.
+    """
+    config = StackConfig(
+        rate_limit=options.rate_limit,
+        time_window=options.time_window_s,
+        limiter_timeout_ms=options.limiter_timeout_ms,
+    )
+    with (
+        Stack(workdir / "stack", config) as stack,
+        ProcessGroup(workdir / "baseline" / "logs") as group,
+    ):
+        ours, theirs, shared = start_sides(group, stack, workdir / "baseline" / "nginx")
+        for side in (ours, theirs):
+            wait_answers(side)
+        topology = stack.topology
+        master = connect(topology.current_master(), topology.password, timeout=5.0)
+        try:
+            yield Running(stack, ours, theirs, shared, master)
+        finally:
+            master.close()
 
 
 def _measure(
@@ -113,30 +155,15 @@ def run_edge(options: EdgeOptions, workdir: Path) -> EdgeReport:
     answer 200 (ours: with a real decision) within 15 s, ``RuntimeError``/``ValueError``
     when wrk fails or its report is unreadable, ``FileNotFoundError`` without wrk or nginx.
     """
-    config = StackConfig(
-        rate_limit=options.rate_limit,
-        time_window=options.time_window_s,
-        limiter_timeout_ms=options.limiter_timeout_ms,
-    )
     measured: dict[tuple[str, str], list[EdgeRow]] = {}
-    with (
-        Stack(workdir / "stack", config) as stack,
-        ProcessGroup(workdir / "baseline" / "logs") as group,
-    ):
-        ours, theirs, shared = start_sides(group, stack, workdir / "baseline" / "nginx")
-        for side in (ours, theirs):
-            wait_answers(side)
-        topology = stack.topology
-        master = connect(topology.current_master(), topology.password, timeout=5.0)
-        try:
-            redis_version = str(master.info("server").get("redis_version", "?"))
-            for _ in range(options.rounds):
-                for path in (LIMITED, HEALTH):
-                    for sides in ((ours, theirs), (theirs, ours)):
-                        row = _measure(options, master, sides, shared, path)
-                        measured.setdefault((row.side, path), []).append(row)
-        finally:
-            master.close()
+    with both_sides(options, workdir) as up:
+        redis_version = str(up.master.info("server").get("redis_version", "?"))
+        for _ in range(options.rounds):
+            for path in (LIMITED, HEALTH):
+                for sides in ((up.ours, up.theirs), (up.theirs, up.ours)):
+                    row = _measure(options, up.master, sides, up.shared, path)
+                    measured.setdefault((row.side, path), []).append(row)
+    config = up.stack.config
     settings = {
         **dataclasses.asdict(options),
         "decision_timeout_ms": config.decision_timeout_ms,

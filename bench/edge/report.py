@@ -11,13 +11,24 @@ plus 429s; ``None`` on ``/health``, which is not limited.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bench.cpu import OTHERS, cores, us_per
 from bench.table import Grid, number, section, times
 
-__all__ = ["BASELINE", "HEALTH", "LIMITED", "OURS", "EdgeReport", "EdgeRow"]
+__all__ = [
+    "BASELINE",
+    "HEALTH",
+    "LIMITED",
+    "OURS",
+    "EdgeReport",
+    "EdgeRow",
+    "MeasuredRow",
+    "cpu_grid",
+    "others_note",
+]
 
 OURS = "ours"
 BASELINE = "baseline"
@@ -27,6 +38,39 @@ HEALTH = "/health"
 _FAIL_OPEN_WARNING = 0.001
 _OTHERS_WARNING = 0.25
 _HEADER = "scenario|req/s|decided/s|p50 ms|p99 ms|non-2xx|socket errors|fail-open"
+
+
+class MeasuredRow(Protocol):
+    """What ``cpu_grid`` and ``others_note`` read of a row (an edge or an attack one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def window_s(self) -> float: ...
+    @property
+    def cpu_s(self) -> dict[str, float]: ...
+
+
+def cpu_grid(rows: Sequence[MeasuredRow], *extra: list[str]) -> Grid:
+    """CPU microseconds per request of each role (columns: the rows), then the ``extra``
+    rows, then the busy cores."""
+    roles = list(dict.fromkeys(role for row in rows for role in row.cpu_s))
+    grid = [["CPU us/request", *(row.name for row in rows)]]
+    grid += [
+        [role, *(number(us_per(r.cpu_s.get(role), r.requests)) for r in rows)] for role in roles
+    ]
+    busy = [number(cores(sum(row.cpu_s.values()), row.window_s), 2) for row in rows]
+    return [*grid, *extra, ["busy cores", *busy]]
+
+
+def others_note(row: MeasuredRow) -> str | None:
+    """A caveat when processes outside the bench kept the machine busy during ``row``."""
+    others = cores(row.cpu_s.get(OTHERS), row.window_s) or 0.0
+    if others > _OTHERS_WARNING:
+        return f"{row.name}: other processes used {others:.2f} cores meanwhile"
+    return None
 
 
 @dataclass
@@ -201,9 +245,8 @@ class EdgeReport:
                     f"{row.name}: {share:.1%} of the answers were fail-open (no decision "
                     "within the APIs' LIMITER_TIMEOUT_MS), not real decisions"
                 )
-            others = cores(row.cpu_s.get(OTHERS), row.window_s) or 0.0
-            if others > _OTHERS_WARNING:
-                notes.append(f"{row.name}: other processes used {others:.2f} cores meanwhile")
+            if note := others_note(row):
+                notes.append(note)
         return notes
 
     def results_grid(self) -> Grid:
@@ -211,13 +254,7 @@ class EdgeReport:
 
     def cpu_grid(self) -> Grid:
         """CPU microseconds per request of each role in each scenario, then busy cores."""
-        roles = list(dict.fromkeys(role for row in self.rows for role in row.cpu_s))
-        grid = [["CPU us/request", *(row.name for row in self.rows)]]
-        grid += [
-            [role, *(number(row.cpu_us_per_request(role)) for row in self.rows)] for role in roles
-        ]
-        busy = [number(cores(sum(row.cpu_s.values()), row.window_s), 2) for row in self.rows]
-        return [*grid, ["busy cores", *busy]]
+        return cpu_grid(self.rows)
 
     def section(self) -> str:
         """The part as printed: settings, both tables, ratios, warnings, Markdown."""

@@ -133,6 +133,7 @@ class ClusterBackend:
         admitted = spanning - blocked_groups(hits, verdicts)
         if not admitted:
             return settle(hits, verdicts)
+        await self._between_rounds()
         second = [i for i, hit in enumerate(hits) if hit.group in admitted]
         again = await self._round(hits, slots, second, frozenset(), deadline)
         for index, verdict in zip(second, again, strict=True):
@@ -157,6 +158,10 @@ class ClusterBackend:
         await self._with_retries(deadline, len(indexes), hits, pending, verdicts)
         decided = complete([verdicts[index] for index in indexes])
         return _placed(len(hits), indexes, decided)
+
+    async def _between_rounds(self) -> None:
+        """Runs after a probe admitted a group, before its second round (a seam: another
+        limiter's traffic can land here)."""
 
     async def reset(self, storage_key: str, deadline: float) -> None:
         pending = [_Group(key_slot(storage_key.encode()), None, [0])]

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack import ProcessGroup, wait_until
+from devstack import ManagedProcess, ProcessGroup, wait_until
 from devstack.stack_config import ENVOY_SERVICE, SERVICES, services
 
 pytestmark = pytest.mark.integration
@@ -42,24 +42,37 @@ def _free_ports_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def _start_stack(
+    group: ProcessGroup, env: dict[str, str]
+) -> tuple[ManagedProcess, str, dict[str, int]]:
+    """Start ``python -m devstack`` in ``group``; once it printed its banner, return the
+    process, the banner and the pid it printed for each service."""
+    stack = group.start("devstack", [sys.executable, "-m", "devstack"], env=env)
+    output = wait_until(
+        lambda: text if READY in (text := stack.log_path.read_text()) else None,
+        timeout=90,
+        waiting_for="python -m devstack to print its banner",
+        watch=(stack,),
+    )
+    pids = {
+        name: int(pid)
+        for name, pid in re.findall(r"^  (\S+) +\S+ +pid (\d+)$", output, re.MULTILINE)
+    }
+    return stack, output, pids
+
+
+def _edge_url(banner: str) -> str:
+    edge = re.search(r"edge:\s+(http://\S+)", banner)
+    assert edge is not None, banner
+    return edge[1]
+
+
 def test_starts_prints_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
     env = _free_ports_env(tmp_path)
     with ProcessGroup(tmp_path / "logs") as group:
-        stack = group.start("devstack", [sys.executable, "-m", "devstack"], env=env)
-        output = wait_until(
-            lambda: text if READY in (text := stack.log_path.read_text()) else None,
-            timeout=90,
-            waiting_for="python -m devstack to print its banner",
-            watch=(stack,),
-        )
-        pids = {
-            name: int(pid)
-            for name, pid in re.findall(r"^  (\S+) +\S+ +pid (\d+)$", output, re.MULTILINE)
-        }
+        stack, output, pids = _start_stack(group, env)
         assert set(pids) == set(SERVICES), output
-        edge = re.search(r"edge:\s+(http://\S+)", output)
-        assert edge is not None, output
-        response = httpx.get(f"{edge[1]}/limited_endpoint", timeout=10)
+        response = httpx.get(f"{_edge_url(output)}/limited_endpoint", timeout=10)
         assert response.status_code == 200
         assert response.headers["RateLimit-Policy"] == '"default";q=10;w=60'
         prometheus = re.search(r"Prometheus:\s+(http://\S+)", output)
@@ -79,21 +92,9 @@ def test_starts_prints_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
 def test_envoy_as_the_edge(tmp_path: Path) -> None:
     env = {**_free_ports_env(tmp_path), "STACK_EDGE": ENVOY_SERVICE}
     with ProcessGroup(tmp_path / "logs") as group:
-        stack = group.start("devstack", [sys.executable, "-m", "devstack"], env=env)
-        output = wait_until(
-            lambda: text if READY in (text := stack.log_path.read_text()) else None,
-            timeout=90,
-            waiting_for="python -m devstack to print its banner",
-            watch=(stack,),
-        )
-        pids = {
-            name: int(pid)
-            for name, pid in re.findall(r"^  (\S+) +\S+ +pid (\d+)$", output, re.MULTILINE)
-        }
+        stack, output, pids = _start_stack(group, env)
         assert set(pids) == set(services(ENVOY_SERVICE)), output
-        edge = re.search(r"edge:\s+(http://\S+)", output)
-        assert edge is not None, output
-        response = httpx.get(f"{edge[1]}/limited_endpoint", timeout=10)
+        response = httpx.get(f"{_edge_url(output)}/limited_endpoint", timeout=10)
         assert response.status_code == 200
         assert response.headers["server"] == "envoy"
         assert response.headers["x-ratelimit-limit"].split(",")[0] == "10"

@@ -14,15 +14,13 @@ import asyncio
 import functools
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
 
-from devstack import ProcessGroup, StandaloneRedis, free_port
-from devstack.limiter import start_limiter
+from devstack import StandaloneRedis
 from devstack.redis_cluster import RedisCluster, key_slot
 from devstack.redis_probes import Address
 from limiter_service.backends.base import Backend
@@ -30,11 +28,12 @@ from limiter_service.backends.cluster import ClusterBackend
 from limiter_service.backends.connection import RedisAccess, StaticConnector
 from limiter_service.backends.memory import MemoryBackend
 from limiter_service.backends.redis import RedisBackend
-from limiter_service.decision import Algorithm, Decision, Hit, Policy, Reason, Verdict
+from limiter_service.decision import Algorithm, Decision, Policy, Reason
 from limiter_service.limiter import Limiter, Request
 from limiter_service.policies import PolicySet
 from ratelimit_client import proto
 from tests.integration.client import LimiterClient
+from tests.integration.conftest import LimiterOn
 from tests.unit.conftest import SECOND
 
 pytestmark = pytest.mark.integration
@@ -287,18 +286,8 @@ class RacingCluster(ClusterBackend):
 
     race: Callable[[], None] = staticmethod(lambda: None)
 
-    async def _round(
-        self,
-        hits: Sequence[Hit],
-        slots: list[int],
-        indexes: Sequence[int],
-        probing: frozenset[int],
-        deadline: float,
-    ) -> list[Verdict]:
-        verdicts = await super()._round(hits, slots, indexes, probing, deadline)
-        if probing:
-            await asyncio.to_thread(self.race)
-        return verdicts
+    async def _between_rounds(self) -> None:
+        await asyncio.to_thread(self.race)
 
 
 async def test_the_residual_of_a_race_between_the_two_rounds(cluster: RedisCluster) -> None:
@@ -356,21 +345,8 @@ policies:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def grpc_client(
-    request: pytest.FixtureRequest,
-    redis_server: StandaloneRedis,
-    processes: ProcessGroup,
-    tmp_path: Path,
-) -> AsyncIterator[LimiterClient]:
-    path = tmp_path / "policies.yaml"
-    path.write_text(GRPC_POLICIES)
-    env = {"LIMITER_POLICIES": str(path), "LIMITER_BACKEND": request.param}
-    if request.param == "redis":
-        env["REDIS_URL"] = redis_server.url
-    node = start_limiter(processes, "limiter", free_port(), env)
-    client = LimiterClient(node.address)
-    yield client
-    await client.close()
+async def grpc_client(request: pytest.FixtureRequest, limiter_on: LimiterOn) -> LimiterClient:
+    return limiter_on(request.param, GRPC_POLICIES)
 
 
 async def test_should_allow_batch_all_or_nothing(grpc_client: LimiterClient) -> None:

@@ -4,7 +4,7 @@ Envoy itself is exercised by the edge tests; these speak its API through our stu
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -18,12 +18,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devstack import ProcessGroup, StandaloneRedis, free_port, wait_until
+from devstack import ProcessGroup, StandaloneRedis, free_port
 from devstack.limiter import LimiterNode, start_limiter
 from limiter_service.envoy import proto
 from tests.integration.client import LimiterClient
 from tests.integration.envoy_client import Code, Descriptor, EnvoyClient, Unit, descriptor
 from tests.integration.test_bad_input import rich_details
+from tests.integration.test_reload import wait_limit, wait_logged, wait_seen
 
 pytestmark = pytest.mark.integration
 
@@ -289,11 +290,7 @@ async def _limit(client: EnvoyClient) -> int:
 
 
 async def _wait_limit(client: EnvoyClient, expected: int) -> None:
-    for _ in range(200):  # a readiness wait: at most ~10 s
-        if await _limit(client) == expected:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the limiter never applied requests_per_unit {expected}")
+    await wait_seen(functools.partial(_limit, client), expected)
 
 
 async def test_reload_on_file_change_and_sighup_refusing_a_broken_file_next_to_policies(
@@ -319,27 +316,13 @@ async def test_reload_on_file_change_and_sighup_refusing_a_broken_file_next_to_p
         _write(path, 7)
         await _wait_limit(client, 7)
         path.write_text("domain: reload\ndescriptors:\n  - key: k\n    rate_limit: {unit: eon}\n")
-        await asyncio.to_thread(
-            wait_until,
-            lambda: (
-                True
-                if "envoy config reload (file changed) refused" in node.process.log_tail(200)
-                else None
-            ),
-            timeout=10.0,
-            waiting_for="the refused reload to be logged",
-        )
+        await wait_logged(node, "envoy config reload (file changed) refused")
         assert await _limit(client) == 7
         _write(path, 9)
         policies.write_text("policies:\n  default: {limit: 4, window: 1h}\n")
         node.process.signal(signal.SIGHUP)  # reloads both sources
         await _wait_limit(client, 9)
-        for _ in range(200):  # a readiness wait: at most ~10 s
-            if (await ours.should_allow(unique(), dry_run=True)).limit == 4:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the policies were not reloaded")
+        await wait_limit(ours, 4)
     finally:
         await client.close()
         await ours.close()

@@ -4,18 +4,16 @@ process on the memory backend and on a real Redis."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from devstack import ProcessGroup, StandaloneRedis, free_port
-from devstack.limiter import start_limiter
+from devstack import StandaloneRedis, free_port
 from ratelimit_client import LimiterClient as LibraryClient
 from ratelimit_client import LimiterSettings, Misconfigured, ResetFailed, proto
 from tests.integration.client import LimiterClient
+from tests.integration.conftest import LimiterOn
 from tests.integration.test_bad_input import data_commands, rich_details
 
 pytestmark = pytest.mark.integration
@@ -37,21 +35,8 @@ policies:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def client(
-    request: pytest.FixtureRequest,
-    redis_server: StandaloneRedis,
-    processes: ProcessGroup,
-    tmp_path: Path,
-) -> AsyncIterator[LimiterClient]:
-    path = tmp_path / "policies.yaml"
-    path.write_text(POLICIES)
-    env = {"LIMITER_POLICIES": str(path), "LIMITER_BACKEND": request.param}
-    if request.param == "redis":
-        env["REDIS_URL"] = redis_server.url
-    node = start_limiter(processes, "limiter", free_port(), env)
-    limiter = LimiterClient(node.address)
-    yield limiter
-    await limiter.close()
+async def client(request: pytest.FixtureRequest, limiter_on: LimiterOn) -> LimiterClient:
+    return limiter_on(request.param, POLICIES)
 
 
 def key() -> str:

@@ -4,11 +4,13 @@ an invalid file keeps the old policies; ``check-config`` validates as a reload d
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -37,12 +39,27 @@ async def limit_seen(client: LimiterClient) -> int:
     return int((await client.should_allow(f"probe:{uuid.uuid4()}", dry_run=True)).limit)
 
 
-async def wait_limit(client: LimiterClient, limit: int) -> None:
+async def wait_seen(seen: Callable[[], Awaitable[int]], limit: int) -> None:
+    """Wait (up to ~10 s) until ``seen()`` reports ``limit``: a reload has taken effect."""
     for _ in range(200):  # a readiness wait: at most ~10 s
-        if await limit_seen(client) == limit:
+        if await seen() == limit:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"the limiter never applied limit {limit}")
+
+
+async def wait_limit(client: LimiterClient, limit: int) -> None:
+    await wait_seen(functools.partial(limit_seen, client), limit)
+
+
+async def wait_logged(node: LimiterNode, text: str) -> None:
+    """Wait (up to 10 s) until ``text`` is in the last 200 lines of ``node``'s log."""
+    await asyncio.to_thread(
+        wait_until,
+        lambda: True if text in node.process.log_tail(200) else None,
+        timeout=10.0,
+        waiting_for=f"{text!r} to be logged",
+    )
 
 
 async def test_file_change_under_load_zero_errors(processes: ProcessGroup, tmp_path: Path) -> None:
@@ -71,16 +88,7 @@ async def test_file_change_under_load_zero_errors(processes: ProcessGroup, tmp_p
         write(path, 50)
         await wait_limit(client, 50)
         path.write_text("policies:\n  default: {limit: 0, window: 1h}\n")  # invalid
-        await asyncio.to_thread(
-            wait_until,
-            lambda: (
-                True
-                if "policy reload (file changed) refused" in node.process.log_tail(200)
-                else None
-            ),
-            timeout=10.0,
-            waiting_for="the refused reload to be logged",
-        )
+        await wait_logged(node, "policy reload (file changed) refused")
         assert await limit_seen(client) == 50  # the old set is still in force
     finally:
         stopping.set()
