@@ -209,6 +209,11 @@ def _cluster(
             "max_ejection_percent": 50,
         },
     }
+    if cluster["type"] == "STRICT_DNS":
+        # Service names (compose): a replica that comes back with another address is found
+        # within a second, and only IPv4 is asked for (the networks have no IPv6).
+        cluster["dns_refresh_rate"] = "1s"
+        cluster["dns_lookup_family"] = "V4_ONLY"
     if http2:
         # Envoy allows 3 retries in flight per cluster by default: too few when a replica
         # dies under a busy edge, and each call retries at most twice anyway.

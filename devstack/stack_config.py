@@ -100,6 +100,7 @@ class StackConfig:
     decision_timeout_ms: int = 100
     limiter_deny_cache_size: int = 10_000
     api_deny_cache_size: int = 1_000
+    api_edge_deny_max_s: int = 5
     down_after_ms: int = 1000
     nginx_workers: str = "auto"
     limiter_workers: int = 1
@@ -220,6 +221,7 @@ def api_env(config: StackConfig, *, name: str, port: int) -> dict[str, str]:
         "LIMITER_ADDR": "ipv4:" + ",".join(config.limiter_addresses()),
         "LIMITER_TIMEOUT_MS": str(config.limiter_timeout_ms),
         "LIMITER_DENY_CACHE_SIZE": str(config.api_deny_cache_size),
+        "LIMITER_EDGE_DENY_MAX_S": str(config.api_edge_deny_max_s),
         "LIMITER_FAILURE_MODE": config.failure_mode,
         "TRUSTED_PROXIES": config.host,
     }

@@ -72,6 +72,7 @@ class StackSettings:
             # deny caches would go on answering those keys until their retry_after.
             "LIMITER_DENY_CACHE_SIZE": "0",
             "API_DENY_CACHE_SIZE": "0",
+            "API_EDGE_DENY_MAX_S": "0",
             # "host-ip:port" is a valid published port: loopback only.
             "EDGE_PORT": f"127.0.0.1:{edge_ports[0]}",
             "EDGE_ALT_PORT": f"127.0.0.1:{edge_ports[1]}",

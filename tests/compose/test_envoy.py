@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+from devstack import DeadlineExceededError, wait_until
 from tests.compose.deployment import Deployment
 from tests.e2e.edge import client, ensure_window_room
 
@@ -19,11 +22,20 @@ EDGE_LIMIT = 10  # deploy/envoy/ratelimit.yaml
 
 
 def test_envoy_reaches_both_replicas(deployment: Deployment) -> None:
-    with client() as http:
-        served = Counter(
-            http.get(f"{deployment.envoy_url}/").headers["X-Served-By"] for _ in range(20)
-        )
-    assert set(served) == API_REPLICAS, served
+    # Envoy routes only to replicas its own health checks (1 s apart) have seen answer:
+    # wait for both, as a client of a freshly started edge would.
+    def both_served() -> Counter[str] | None:
+        with client() as http:
+            served = Counter(
+                http.get(f"{deployment.envoy_url}/").headers["X-Served-By"] for _ in range(20)
+            )
+        return served if set(served) == API_REPLICAS else None
+
+    try:
+        served = wait_until(both_served, timeout=20, waiting_for="Envoy to route to both replicas")
+    except DeadlineExceededError:
+        pytest.fail(f"Envoy routes to one replica only; its view:\n{_upstream_view(deployment)}")
+    assert min(served.values()) >= 5, f"far from round-robin: {served}"
 
 
 def test_envoy_limits_one_client_at_the_edge(deployment: Deployment) -> None:
@@ -42,3 +54,10 @@ def test_envoy_limits_one_client_at_the_edge(deployment: Deployment) -> None:
     assert denied.headers["x-ratelimit-limit"].split(",")[0] == str(EDGE_LIMIT)
     assert denied.headers["x-envoy-ratelimited"] == "true"
     assert "x-served-by" not in denied.headers, "denied at the edge, never reached an API"
+
+
+def _upstream_view(deployment: Deployment) -> str:
+    """Envoy's own account of the API replicas (its admin /clusters, inside the container)."""
+    fetch = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9901/clusters').read().decode())"
+    result = deployment.project.exec("envoy", "python", "-c", fetch)
+    return "\n".join(line for line in result.stdout.splitlines() if line.startswith("upstream::"))
