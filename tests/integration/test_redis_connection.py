@@ -89,3 +89,21 @@ async def test_a_cancelled_command_drops_its_connection(
         assert _received(admin) > before
     finally:
         admin.delete(key)
+
+
+async def test_sequential_commands_take_the_short_way(
+    client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a connection is idle, a command neither checks it out nor back in through
+    redis-py's pool methods (the CPU the short way saves): if a redis-py upgrade renamed
+    what it reads, this fails instead of every call silently taking the long way."""
+    assert await _run(client, "ECHO", "first") == b"first"  # opens the connection
+    pool = client.connection_pool
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the pool's own get_connection/release was used")
+
+    monkeypatch.setattr(pool, "get_connection", refuse)
+    monkeypatch.setattr(pool, "release", refuse)
+    for index in range(5):
+        assert await _run(client, "ECHO", f"again {index}") == f"again {index}".encode()
