@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from limiter_service.decision import Algorithm, Hit, Verdict
+from limiter_service.decision import Algorithm, Hit, Policy, Verdict
 
 __all__ = ["blocked_groups", "blocks", "runs", "settle"]
 
@@ -80,9 +80,15 @@ def settle(
             units = added[slot] = units + hit.cost
         elif not units:
             continue  # a dry run that saw nothing tentative: its answer stands
-        reset = verdict.reset_after_us
-        if hit.policy.algorithm is Algorithm.TOKEN_BUCKET:
-            reset = max(0, reset - hit.policy.emission_interval_us * units)
+        remaining, reset = given_back(hit.policy, verdict.remaining, verdict.reset_after_us, units)
         held = not hit.dry_run
-        settled[index] = Verdict(not held, verdict.remaining + units, reset, 0, held)
+        settled[index] = Verdict(not held, remaining, reset, 0, held)
     return settled
+
+
+def given_back(policy: Policy, remaining: int, reset_us: int, units: int) -> tuple[int, int]:
+    """``remaining`` and ``reset_us`` of an answer that counted ``units`` under ``policy``,
+    as they stand without them: what a held hit reports."""
+    if policy.algorithm is Algorithm.TOKEN_BUCKET:
+        reset_us = max(0, reset_us - policy.emission_interval_us * units)
+    return remaining + units, reset_us

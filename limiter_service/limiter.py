@@ -35,6 +35,7 @@ from limiter_service.errors import (
     RequestError,
 )
 from limiter_service.fallback import FallbackLog
+from limiter_service.groups import given_back
 from limiter_service.metrics import NO_METRICS, Metrics
 from limiter_service.policies import MAX_LIMIT, PolicySet
 from limiter_service.timeouts import patient_timeout
@@ -434,13 +435,10 @@ class Limiter:
             if decision.reason is Reason.OVER_LIMIT and cache is not None:
                 cache.store(hit, decision, now_us, generation)
             if decision.reason is Reason.WITHIN_LIMIT:
-                policy = hit.policy
-                reset_us = decision.reset_after_us
-                if policy.algorithm is Algorithm.TOKEN_BUCKET:
-                    reset_us = max(0, reset_us - policy.emission_interval_us * hit.cost)
-                decision = _held(policy)._replace(
-                    remaining=decision.remaining + hit.cost, reset_after_us=reset_us
+                remaining, reset_us = given_back(
+                    hit.policy, decision.remaining, decision.reset_after_us, hit.cost
                 )
+                decision = _held(hit.policy)._replace(remaining=remaining, reset_after_us=reset_us)
             decisions.append(decision)
         return _with_group_retry(decisions)
 
