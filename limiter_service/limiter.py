@@ -126,6 +126,7 @@ class Limiter:
         failure_mode: FailureMode = FailureMode.OPEN,
         decision_timeout_s: float = 0.1,
         max_in_flight: int = 4,
+        coalesce_window_s: float = 0.0,
         admission: Admission | None = None,
         clock: Callable[[], float] | None = None,
         metrics: Metrics = NO_METRICS,
@@ -135,7 +136,9 @@ class Limiter:
         """``clock`` is the monotonic clock deadlines are measured on (seconds); by
         default the running event loop's, which is what backends compare them with.
         ``admission`` bounds the work in flight (default: ``AdmissionLimits()``);
-        ``metrics`` hears of every decision answered and every failure-mode answer.
+        ``coalesce_window_s`` is the coalescer's wait for company while a round trip is
+        in flight (``batching.Coalescer``). ``metrics`` hears of every decision answered
+        and every failure-mode answer.
         ``deny_cache`` answers hits the backend has just denied (``deny_cache``); it is
         cleared whenever ``policies`` is replaced and for each counter ``reset``.
         ``wall_clock_us`` (Unix time, microseconds) aligns the windows of the denials made
@@ -147,7 +150,7 @@ class Limiter:
         self._policies = policies
         self.backend = backend
         self.metrics = metrics
-        self._coalescer = Coalescer(backend, max_in_flight, metrics)
+        self._coalescer = Coalescer(backend, max_in_flight, metrics, coalesce_window_s)
         self._prefix = key_prefix
         self._max_key_bytes = max_key_bytes
         self._failure_mode = failure_mode

@@ -171,6 +171,7 @@ def build_limiter(settings: Settings, metrics: Metrics = NO_METRICS) -> Limiter:
         decision_timeout_s=settings.decision_timeout_ms / 1000,
         # One connection stays free for the health check.
         max_in_flight=max(1, settings.redis_max_connections - 1),
+        coalesce_window_s=settings.coalesce_window_us / 1e6,
         admission=Admission(
             AdmissionLimits(
                 max_rpcs=settings.max_rpcs_in_flight,

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(
         4, ge=2, le=1024, validation_alias=_env("REDIS_MAX_CONNECTIONS")
     )
+    # batching.Coalescer: while a round trip is in flight, wait up to this long after the
+    # previous send for more decisions to carry (0: send each turn's at once).
+    coalesce_window_us: int = Field(
+        1000, ge=0, le=10_000, validation_alias=_env("LIMITER_COALESCE_WINDOW_US")
+    )
     policies_file: Path | None = Field(None, validation_alias=_env("LIMITER_POLICIES"))
     # envoyproxy/ratelimit YAML: a file or a directory of *.yaml/*.yml (limiter_service.envoy).
     envoy_config: Path | None = Field(None, validation_alias=_env("LIMITER_ENVOY_CONFIG"))
@@ -284,6 +289,12 @@ def load_settings() -> Settings:
     ):
         if peer_max > most:
             raise ConfigError(f"{peer_name} ({peer_max}) must not exceed {name} ({most})")
+    if settings.coalesce_window_us * 2 > settings.decision_timeout_ms * 1000:
+        raise ConfigError(
+            f"LIMITER_COALESCE_WINDOW_US ({settings.coalesce_window_us}) must be at most half "
+            f"of LIMITER_DECISION_TIMEOUT_MS ({settings.decision_timeout_ms} ms): a decision "
+            "may wait that long before its round trip starts"
+        )
     if (settings.redis_tls_cert is None) != (settings.redis_tls_key is None):
         raise ConfigError("REDIS_TLS_CERT and REDIS_TLS_KEY: set both or neither")
     if settings.redis_tls_cert is not None and settings.redis_tls_ca is None:

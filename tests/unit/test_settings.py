@@ -184,3 +184,19 @@ def test_one_peer_may_not_have_more_than_everyone(
     monkeypatch.setenv(everyone, "4000")
     with pytest.raises(ConfigError, match=f"{peer} \\(5000\\) must not exceed {everyone}"):
         load_settings()
+
+
+def test_the_coalescing_window_is_read_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIMITER_DECISION_TIMEOUT_MS", raising=False)
+    monkeypatch.delenv("LIMITER_COALESCE_WINDOW_US", raising=False)
+    assert load_settings().coalesce_window_us == 1000
+    monkeypatch.setenv("LIMITER_COALESCE_WINDOW_US", "0")
+    assert load_settings().coalesce_window_us == 0
+    for bad in ("-1", "10001", "soon"):
+        monkeypatch.setenv("LIMITER_COALESCE_WINDOW_US", bad)
+        with pytest.raises(ConfigError, match="LIMITER_COALESCE_WINDOW_US"):
+            load_settings()
+    monkeypatch.setenv("LIMITER_COALESCE_WINDOW_US", "3000")
+    monkeypatch.setenv("LIMITER_DECISION_TIMEOUT_MS", "5")
+    with pytest.raises(ConfigError, match="at most half of LIMITER_DECISION_TIMEOUT_MS"):
+        load_settings()
