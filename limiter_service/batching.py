@@ -10,14 +10,15 @@ round trip carries at most ``MAX_HITS_PER_TRIP`` hits (Redis runs nothing else w
 script runs).
 
 ``window_s`` (``LIMITER_COALESCE_WINDOW_US``) lets a busy limiter wait a little for company:
-while calls overlap (a round trip is in flight, or the last one carried several calls), a
-call is sent no sooner than ``window_s`` after the previous send, with everything else that
-arrived meanwhile. A lone caller, or one that waits for each answer before asking again,
-never waits: its calls find the backend idle and travel alone, so they go out on the next
-turn. Under load one round trip carries many decisions, and the event loop's CPU per
-decision falls (fewer Redis reads and writes, fewer wake-ups). The wait a
-call can get is at most ``window_s`` (plus the event loop's timer granularity, 1 ms with
-epoll, when the loop has nothing else to do).
+instead of on the next turn, pending calls are sent on the first turn that finds nothing
+else ready to run (no other RPC's work, no reply to read), or once ``window_s`` has passed,
+whichever comes first. An idle limiter sends a call at once, whoever calls and however
+often; a limiter with more work than CPU finishes the work it already has (RPCs that have
+arrived reach the coalescer meanwhile) before it sends, so one round trip carries many
+decisions and the event loop's CPU per decision falls (fewer Redis writes and reads, fewer
+wake-ups). The wait is at most ``window_s`` and never makes a call wait on an idle loop.
+"Ready to run" is asyncio's own queue of callbacks (``BaseEventLoop._ready``); a loop
+without one (another implementation) sends on the next turn, as with ``window_s`` 0.
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ class Coalescer:
     ) -> None:
         self._backend = backend
         self._window_s = max(0.0, window_s)
-        self._last_send = float("-inf")
-        self._company = False  # the last round trip carried more than one call
+        self._flush_by = 0.0
         self._metrics = metrics
         self._max_in_flight = max(1, max_in_flight)
         self._pending: list[_Waiter] = []
@@ -68,16 +68,20 @@ class Coalescer:
         return await future
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Flush on the next turn; or, while calls have company (a round trip is in flight,
-        or the last one carried several calls), once ``window_s`` has passed since the last
-        send."""
+        """Flush once the event loop has nothing else ready to run, or ``window_s`` after
+        now, whichever comes first."""
         self._scheduled = True
-        if self._in_flight or self._company:
-            wait = self._last_send + self._window_s - loop.time()
-            if wait > 0:
-                loop.call_later(wait, self._flush)
-                return
-        loop.call_soon(self._flush)
+        self._flush_by = loop.time() + self._window_s
+        loop.call_soon(self._when_idle)
+
+    def _when_idle(self) -> None:
+        """Flush, unless other callbacks are ready and the window is still open: then ask
+        again after them (a turn that polls for I/O without waiting)."""
+        loop = asyncio.get_running_loop()
+        if getattr(loop, "_ready", None) and loop.time() < self._flush_by:
+            loop.call_soon(self._when_idle)
+            return
+        self._flush()
 
     def _flush(self) -> None:
         """Send what is pending, at most ``MAX_HITS_PER_TRIP`` hits per round trip (one
@@ -92,8 +96,6 @@ class Coalescer:
                 batch.append(waiter)
                 size += len(waiter[0])
             self._in_flight += 1
-            self._last_send = asyncio.get_running_loop().time()
-            self._company = len(batch) > 1
             task = asyncio.ensure_future(self._send(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

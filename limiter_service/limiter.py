@@ -136,8 +136,8 @@ class Limiter:
         """``clock`` is the monotonic clock deadlines are measured on (seconds); by
         default the running event loop's, which is what backends compare them with.
         ``admission`` bounds the work in flight (default: ``AdmissionLimits()``);
-        ``coalesce_window_s`` is the coalescer's wait for company while a round trip is
-        in flight (``batching.Coalescer``). ``metrics`` hears of every decision answered
+        ``coalesce_window_s`` bounds how long a busy coalescer waits for more decisions
+        before a round trip (``batching.Coalescer``). ``metrics`` hears of every decision answered
         and every failure-mode answer.
         ``deny_cache`` answers hits the backend has just denied (``deny_cache``); it is
         cleared whenever ``policies`` is replaced and for each counter ``reset``.

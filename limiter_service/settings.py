@@ -53,8 +53,8 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(
         4, ge=2, le=1024, validation_alias=_env("REDIS_MAX_CONNECTIONS")
     )
-    # batching.Coalescer: while a round trip is in flight, wait up to this long after the
-    # previous send for more decisions to carry (0: send each turn's at once).
+    # batching.Coalescer: a busy limiter sends pending decisions once its event loop has
+    # nothing else ready, or after this long (0: on the next turn, as they come).
     coalesce_window_us: int = Field(
         1000, ge=0, le=10_000, validation_alias=_env("LIMITER_COALESCE_WINDOW_US")
     )

@@ -1,5 +1,6 @@
 """``LIMITER_COALESCE_WINDOW_US`` on a real limiter and Redis: under a burst of concurrent
-calls, a window lets many decisions share one ``EVALSHA``; without one, each turn's calls go
+calls, the limiter has more work than CPU, so with a window it finishes the RPCs it has
+before sending and many decisions share one ``EVALSHA``; without one, each turn's calls go
 out on their own. Round trips are counted in Redis's ``INFO commandstats``."""
 
 from __future__ import annotations
@@ -61,5 +62,4 @@ async def test_a_window_makes_a_burst_share_round_trips(
     without = await _evalsha_for_a_burst(redis_server, processes, tmp_path, 0)
     with_window = await _evalsha_for_a_burst(redis_server, processes, tmp_path, 5000)
     print(f"EVALSHA for {BURST} concurrent decisions: window 0 -> {without}, 5 ms -> {with_window}")
-    assert with_window * 3 <= without
-    assert with_window <= BURST // 10
+    assert with_window * 4 <= without

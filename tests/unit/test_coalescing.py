@@ -71,37 +71,39 @@ async def test_a_call_finding_the_backend_idle_is_sent_at_once_even_with_a_long_
     assert backend.trips == [[f"k{n}"] for n in range(5)]
 
 
-async def test_calls_arriving_during_a_round_trip_wait_for_the_window_and_travel_together(
+async def test_calls_wait_while_the_loop_has_other_work_and_travel_together(
     clock: FakeClock,
 ) -> None:
     backend = GatedBackend(clock)
-    backend.gated = True
-    coalescer = Coalescer(backend, max_in_flight=3, window_s=1.0)
-    first = asyncio.ensure_future(coalescer.decide(hit("a"), 1e9))
-    await turns()
-    assert backend.trips == [["a"]]  # idle backend: sent at once
-    later = [asyncio.ensure_future(coalescer.decide(hit(key), 1e9)) for key in ("b", "c")]
-    await turns()
-    backend.gate.set()
-    assert (await first)[0].allowed
-    await turns()
-    # A round trip slot is free and "a" has been answered, yet "b" and "c" wait for the
-    # window that started when "a" was sent...
+    coalescer = Coalescer(backend, max_in_flight=3, window_s=3600.0)
+    answers: list[asyncio.Future[list[Verdict]]] = []
+
+    async def busy_caller() -> None:
+        # Other work ready on every turn (as when RPCs keep arriving), asking as it goes.
+        for n in range(30):
+            if n % 10 == 0:
+                answers.append(asyncio.ensure_future(coalescer.decide(hit(f"k{n}"), 1e9)))
+            await asyncio.sleep(0)
+        assert backend.trips == []  # the loop was never idle: nothing was sent yet
+
+    await busy_caller()
+    # Once nothing else is ready, everything goes in one round trip, long before the window.
+    await asyncio.wait_for(asyncio.gather(*answers), NEVER_S)
+    assert backend.trips == [["k0", "k10", "k20"]]
+
+
+async def test_the_window_bounds_the_wait_on_a_loop_that_is_never_idle(
+    clock: FakeClock,
+) -> None:
+    backend = GatedBackend(clock)
+    coalescer = Coalescer(backend, max_in_flight=3, window_s=0.05)
+    answer = asyncio.ensure_future(coalescer.decide(hit("a"), 1e9))
+    # Other work is ready on every turn until the call has been answered: it is sent when
+    # the window closes (a loop that never idles could otherwise hold it forever).
+    async with asyncio.timeout(NEVER_S):
+        while not answer.done():
+            await asyncio.sleep(0)
     assert backend.trips == [["a"]]
-    assert not any(future.done() for future in later)
-    late = asyncio.ensure_future(coalescer.decide(hit("d"), 1e9))
-    # ... and whatever arrives meanwhile joins them: one round trip for three decisions.
-    await asyncio.wait_for(asyncio.gather(*later, late), NEVER_S)
-    assert backend.trips == [["a"], ["b", "c", "d"]]
-    # Nothing is in flight now, but the last round trip had company: the next call still
-    # waits for the window...
-    alone = asyncio.ensure_future(coalescer.decide(hit("e"), 1e9))
-    await turns()
-    assert backend.trips == [["a"], ["b", "c", "d"]]
-    await asyncio.wait_for(alone, NEVER_S)
-    # ... and travels alone, so the one after it, finding nothing in flight, goes at once.
-    assert (await asyncio.wait_for(coalescer.decide(hit("f"), 1e9), NEVER_S))[0].allowed
-    assert backend.trips == [["a"], ["b", "c", "d"], ["e"], ["f"]]
 
 
 async def test_without_a_window_calls_during_a_round_trip_are_sent_on_the_next_turn(
