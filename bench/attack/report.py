@@ -314,6 +314,11 @@ class AttackReport:
         p99_attack = ours.good.percentile_ms(99) if ours else None
         p99_calm = calm.good.percentile_ms(99) if calm else None
         p99_ratio = _ratio(p99_attack, p99_calm)
+        base_calm = self.row(BASELINE, CALM)
+        base_p99_ratio = _ratio(
+            base.good.percentile_ms(99) if base else None,
+            base_calm.good.percentile_ms(99) if base_calm else None,
+        )
         return {
             "rps_vs_baseline": rps_ratio,
             "rps_vs_baseline_met": _met(rps_ratio, (rps_ratio or 0) >= t.rps_vs_baseline),
@@ -332,6 +337,7 @@ class AttackReport:
             "good_p99_attack_ms": p99_attack,
             "good_p99_attack_vs_calm": p99_ratio,
             "good_p99_met": _met(p99_ratio, (p99_ratio or 0) <= 1.0),
+            "baseline_good_p99_attack_vs_calm": base_p99_ratio,
             "good_p99_calm_by_round_ms": self.p99_by_round(OURS, CALM),
             "good_p99_attack_by_round_ms": self.p99_by_round(OURS, ATTACK),
         }
@@ -462,7 +468,8 @@ class AttackReport:
             f"{times(v['good_p99_attack_vs_calm'])} (no worse: {met(v['good_p99_met'])}; "
             f"by round {ms(v['good_p99_attack_by_round_ms'])} vs "
             f"{ms(v['good_p99_calm_by_round_ms'])} ms; p50 {number(v['good_p50_attack_ms'], 1)}"
-            f" vs {number(v['good_p50_calm_ms'], 1)} ms)"
+            f" vs {number(v['good_p50_calm_ms'], 1)} ms; the baseline's good p99 under "
+            f"attack vs calm: {times(v['baseline_good_p99_attack_vs_calm'])})"
         ]
         footnote = (
             f"\n{n['cpu_count']} cores shared by every process; req/s counts every answer "

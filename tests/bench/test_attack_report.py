@@ -169,6 +169,7 @@ def test_verdicts_pool_the_rounds_and_show_each() -> None:
     # 296 are at most 1 ms, then 8, 8, 30, 30.
     assert v["good_p99_calm_ms"] == 8.0 and v["good_p99_attack_ms"] == 3.0
     assert v["good_p99_attack_vs_calm"] == 0.375 and v["good_p99_met"]
+    assert v["baseline_good_p99_attack_vs_calm"] == 0.375
     assert v["rps_vs_baseline"] == pytest.approx(2_010 / 510, abs=1e-3)
     assert v["rps_vs_baseline_met"]
     assert v["capacity_rps_vs_baseline"] == pytest.approx(7_010 / 410, abs=1e-3)
