@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bench.attack.clients import GoodTally, client_addresses
-from bench.attack.report import ATTACK, CALM, CAPACITY, AttackReport, AttackRow, pool
+from bench.attack.report import ALLOWED_MARK, ATTACK, CALM, CAPACITY, AttackReport, AttackRow, pool
 from bench.edge.report import BASELINE, OURS
 
 
@@ -170,6 +170,8 @@ def test_verdicts_pool_the_rounds_and_show_each() -> None:
     assert v["good_p99_calm_ms"] == 8.0 and v["good_p99_attack_ms"] == 3.0
     assert v["good_p99_attack_vs_calm"] == 0.375 and v["good_p99_met"]
     assert v["baseline_good_p99_attack_vs_calm"] == 0.375
+    assert v["good_p99_calm_round_median_ms"] == 8.0
+    assert v["good_p99_attack_round_median_ms"] == 3.0
     assert v["rps_vs_baseline"] == pytest.approx(2_010 / 510, abs=1e-3)
     assert v["rps_vs_baseline_met"]
     assert v["capacity_rps_vs_baseline"] == pytest.approx(7_010 / 410, abs=1e-3)
@@ -179,6 +181,17 @@ def test_verdicts_pool_the_rounds_and_show_each() -> None:
     assert grid[0][1:3] == ["ours calm p99 ms", "ours attack p99 ms"]
     assert grid[2][1:3] == ["30.0", "3.0"] and grid[4][1:3] == ["8.0", "3.0"]
     assert grid[1][5:] == ["2,010", "510"] and grid[4][5:] == ["2,010", "510"]
+
+
+def test_a_round_whose_attacker_was_allowed_some_is_marked() -> None:
+    rows = _rounds([1.0, 1.0], [3.0, 40.0])
+    # Round 2, ours: the attacker's window turned over, its allowance went through.
+    turned = next(r for r in rows if (r.side, r.phase, r.round) == (OURS, ATTACK, 2))
+    assert turned.attacker is not None
+    turned.attacker["statuses"] = {"429": 18_800, "200": 1_200}
+    grid = AttackReport({}, {}, rows).rounds_grid()
+    assert grid[1][2] == "3.0" and grid[2][2] == "40.0" + ALLOWED_MARK
+    assert grid[2][4] == "40.0"  # the baseline's attacker was denied throughout
 
 
 def test_a_worse_pooled_p99_under_attack_is_missed() -> None:
