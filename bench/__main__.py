@@ -6,9 +6,9 @@ warnings about anything that makes a number untrustworthy (errors, fail-open ans
 busy machine) and a Markdown table for the README; writes the raw numbers to ``--output``
 (``bench/results.json``). Exit status: 0 when every scenario measured something without
 errors, 1 when one had errors (end to end: socket errors or non-2xx answers; under attack:
-an attacker never denied or a well-behaved client denied) or no throughput (tables and
-JSON are still written), 2 for bad options, 3 when a scenario could
-not run at all (the processes' logs are kept and their directory printed).
+an attacker never denied, a well-behaved client denied or a paced attacker over its
+pace) or no throughput (tables and JSON are still written), 2 for bad options, 3 when a
+scenario could not run at all (the processes' logs are kept and their directory printed).
 """
 
 from __future__ import annotations

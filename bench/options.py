@@ -8,11 +8,12 @@ four wrk scenarios for 2 + 8 s each, about a minute with start-up. The cluster p
 (``bench.cluster``) runs the limiter's single calls and batches against a Redis Cluster of
 1 and of 3 primaries (``--cluster-*``, same load generator and rounds as the gRPC part,
 about a minute); the under-attack part (``bench.attack``) drives both end-to-end sides with
-well-behaved clients, alone and next to one abusive client (``--attack-*``, about a
-minute and a half). ``--quick`` shortens everything to a smoke test; options given
-explicitly still win. ``--no-edge``, ``--no-cluster`` and ``--no-attack`` skip a part;
-``--edge-only`` runs nothing else, ``--only PART,...`` runs just the parts named (``grpc``,
-``edge``, ``cluster``, ``attack``).
+well-behaved clients, alone and next to one paced abusive client in alternating rounds,
+then next to a closed-loop one (``--attack-*``, about three minutes). ``--quick`` shortens
+everything to a smoke test; options given explicitly still win. ``--no-edge``,
+``--no-cluster`` and ``--no-attack`` skip a part; ``--edge-only`` runs nothing else,
+``--only PART,...`` runs just the parts named (``grpc``, ``edge``, ``cluster``,
+``attack``).
 """
 
 from __future__ import annotations
@@ -73,19 +74,31 @@ class ClusterOptions:
 
 @dataclass(frozen=True, slots=True)
 class AttackOptions:
-    """The under-attack part, in whole seconds (wrk takes no fractions): per side, a calm
-    phase (``good_clients`` clients at ``good_rate`` requests/s each) and an attack phase
-    (the same, plus one wrk client with ``attacker_threads`` threads holding
-    ``attacker_connections`` connections), each measured ``duration_s`` after
-    ``warmup_s``. The policy is ``rate_limit`` per ``time_window_s`` per client IP on both
-    sides; it must exceed what one good client sends in a window."""
+    """The under-attack part, in whole seconds (wrk takes no fractions). ``rounds`` times,
+    each side goes through a calm phase (``good_clients`` clients at ``good_rate``
+    requests/s each) and an attack phase (the same, plus one wrk client with
+    ``attacker_threads`` threads holding ``attacker_connections`` connections, each
+    waiting ``attacker_pace_ms`` after an answer before its next request: at most
+    ``attacker_connections * 1000 / attacker_pace_ms`` requests/s; 0 ms: closed loop);
+    then, once per side, a capacity phase: the same clients next to a closed-loop attacker
+    with ``capacity_connections`` connections (0: no capacity phase). Every phase is
+    measured ``duration_s`` after ``warmup_s``. The policy is ``rate_limit`` per
+    ``time_window_s`` per client IP on both sides; it must exceed what one good client
+    sends in a window."""
 
-    duration_s: int = 10
+    duration_s: int = 8
     warmup_s: int = 2
+    rounds: int = 3
     good_clients: int = 10
     good_rate: float = 10.0
-    attacker_connections: int = 4
+    # 32 connections 1 ms apart offer about 23,000 requests/s here: five times what the
+    # `limits` side can answer (4,000-5,000/s), the same offered load for both sides.
+    attacker_connections: int = 32
+    attacker_pace_ms: int = 1
     attacker_threads: int = 1
+    # As many as the paced attacker's: with 4, the `limits` side answers a third less
+    # than it can (its two replicas each wait on Redis with one or two requests in hand).
+    capacity_connections: int = 32
     rate_limit: int = 1200
     time_window_s: int = 60
     idle_s: float = 3.0
@@ -133,7 +146,18 @@ QUICK = BenchOptions(
     quick=True,
     edge=EdgeOptions(duration_s=1, warmup_s=1),
     # A small limit, so that even a slow machine's attacker exceeds it within the warm-up.
-    attack=AttackOptions(duration_s=1, warmup_s=1, idle_s=1.0, good_rate=1.5, rate_limit=100),
+    # Two rounds and two paced connections (at most 2,000 requests/s, far under what
+    # either side answers in a closed loop), so the smoke test sees rounds and pacing.
+    attack=AttackOptions(
+        duration_s=1,
+        warmup_s=1,
+        rounds=2,
+        attacker_connections=2,
+        capacity_connections=4,
+        idle_s=1.0,
+        good_rate=1.5,
+        rate_limit=100,
+    ),
 )
 
 
@@ -178,10 +202,19 @@ _EDGE_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
 _ATTACK_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "duration_s": (_COUNT, "measured seconds per phase"),
     "warmup_s": (_at_least(int, 0), "unmeasured seconds before each phase"),
+    "rounds": (_COUNT, "calm and attack phases per side, alternating; latencies pooled"),
     "good_clients": (_at_least(int, 1), "well-behaved clients, each from its own address"),
     "good_rate": (_at_least(float, 0.1), "requests/s of each well-behaved client"),
-    "attacker_connections": (_COUNT, "the attacker's wrk connections"),
+    "attacker_connections": (_COUNT, "the paced attacker's wrk connections"),
+    "attacker_pace_ms": (
+        _at_least(int, 0),
+        "ms each attacker connection waits after an answer (0: closed loop)",
+    ),
     "attacker_threads": (_COUNT, "the attacker's wrk threads"),
+    "capacity_connections": (
+        _at_least(int, 0),
+        "closed-loop attacker connections of the capacity phase (0: no such phase)",
+    ),
     "rate_limit": (_COUNT, "requests per window allowed to each client IP"),
     "limiter_timeout_ms": (_COUNT, "the APIs' LIMITER_TIMEOUT_MS"),
 }
@@ -288,6 +321,10 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
         parser.error("--edge-threads must not exceed --edge-connections")
     if attack.attacker_threads > attack.attacker_connections:
         parser.error("--attack-attacker-threads must not exceed --attack-attacker-connections")
+    if 0 < attack.capacity_connections < attack.attacker_threads:
+        parser.error(
+            "--attack-capacity-connections must be 0 or at least --attack-attacker-threads"
+        )
     if options.attack is not None and attack.good_rate * attack.time_window_s >= attack.rate_limit:
         parser.error(
             "--attack-rate-limit must exceed what one well-behaved client sends in a "

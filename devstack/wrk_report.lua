@@ -2,10 +2,21 @@
 -- (bench/edge/wrk.py): counts every response by status and the 200s that lack a RateLimit
 -- header (on a limited path: answered by the failure mode, not decided), then prints one
 -- line: WRK_RESULT {json}.
+-- WRK_PACE_MS (environment, whole milliseconds, default 0): when above 0, each connection
+-- waits that long after an answer before its next request (wrk's delay()), so the load is
+-- paced instead of closed loop; the report then carries "pace_ms".
 -- Globals, not locals: done() reads each thread's copy with thread:get().
 statuses = {}
 missing = 0
 local threads = {}
+local pace_ms = math.floor(tonumber(os.getenv("WRK_PACE_MS") or "0") or 0)
+
+if pace_ms > 0 then
+   -- wrk calls delay() only when the script defines it: closed loop otherwise.
+   function delay()
+      return pace_ms
+   end
+end
 
 function setup(thread)
    table.insert(threads, thread)
@@ -33,10 +44,10 @@ function done(summary, latency, requests)
    end
    local errors = summary.errors
    io.write(string.format(
-      'WRK_RESULT {"statuses":{%s},"missing_ratelimit":%d,"requests":%d,"duration_us":%d,' ..
+      'WRK_RESULT {"statuses":{%s},"missing_ratelimit":%d,"pace_ms":%d,"requests":%d,"duration_us":%d,' ..
       '"bytes":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,"status_errors":%d,' ..
       '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
-      table.concat(parts, ","), lacking, summary.requests, summary.duration, summary.bytes,
+      table.concat(parts, ","), lacking, pace_ms, summary.requests, summary.duration, summary.bytes,
       errors.connect, errors.read, errors.write, errors.timeout, errors.status,
       latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end

@@ -5,14 +5,27 @@ two demo API replicas, two limiters on the Sentinel set, both deny caches on) an
 front of two ``bench.edge.limits_app`` replicas on the same Redis, with the same policy,
 here small: ``rate_limit`` per ``time_window_s`` per client IP.
 
-Per side, two phases, the other side idle:
+Three kinds of phase, each on one side while the other idles:
 
 * ``calm``: ``good_clients`` well-behaved clients (``bench.attack.clients``), each from its
   own loopback address and well under its limit, at ``good_rate`` requests/s each: the
   latency they get without an attack;
-* ``attack``: the same clients, while one abusive client (wrk, from 127.0.0.1, closed loop
-  with ``attacker_connections`` connections) sends as fast as answers come, far over its
-  limit: most of the requests, nearly all of them answered 429.
+* ``attack``: the same clients, while one abusive client (wrk, from 127.0.0.1, with
+  ``attacker_connections`` connections, each waiting ``attacker_pace_ms`` after an answer)
+  floods the same path far over its limit. A flood comes at the attacker's own rate, not
+  as fast as the server answers, so the attacker is paced: both sides are offered the
+  same load (at most ``connections * 1000 / pace_ms`` requests/s), and each answers what
+  it can;
+* ``capacity``: the same clients next to a closed-loop attacker (``capacity_connections``
+  connections sending as fast as answers come): how many requests/s a side absorbs.
+
+Calm and attack phases run in ``rounds`` rounds, and rounds interleave the sides (ours,
+then the baseline), so that whatever else loads the machine meanwhile falls on both sides
+and both phases alike; within a side, odd rounds go calm then attack and even ones attack
+then calm, so neither phase is always the one after the other. A single p99 of one short
+phase (about a thousand samples) swings by a factor of two or three from run to run on
+two shared cores; the report pools each side's and phase's latencies over the rounds and
+shows each round's p99 beside the pooled one. The capacity phases come last, once per side.
 
 Each phase warms up for ``warmup_s`` unmeasured seconds, then is measured for
 ``duration_s``: every process's CPU per role, and the Redis master's ``INFO
@@ -27,6 +40,7 @@ import asyncio
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +48,15 @@ import limits
 import redis
 
 from bench.attack.clients import GoodTally, client_addresses, run_good_clients
-from bench.attack.report import ATTACK, CALM, AttackReport, AttackRow
+from bench.attack.report import ATTACK, CALM, CAPACITY, AttackReport, AttackRow
 from bench.cpu import CpuWindow
-from bench.edge import IDLE, both_sides
+from bench.edge import IDLE, Running, both_sides
 from bench.edge.baseline import Side
 from bench.edge.report import LIMITED
 from bench.edge.wrk import run_wrk
 from bench.options import AttackOptions, EdgeOptions
 
-__all__ = ["run_attack"]
+__all__ = ["attacker_max_rps", "run_attack"]
 
 ATTACKER_SOURCE = "127.0.0.1"  # wrk binds no address: it connects from the default one
 
@@ -62,10 +76,23 @@ def _background_per_s(master: redis.Redis, seconds: float) -> dict[str, float]:
     return {name: round(n / elapsed, 2) for name, n in sorted(served.items()) if n > 0}
 
 
+@dataclass(frozen=True)
+class _Attacker:
+    """wrk's load in one phase: ``connections`` connections, each waiting ``pace_ms``
+    after an answer (0: closed loop)."""
+
+    connections: int
+    pace_ms: int
+
+
 async def _drive(
-    options: AttackOptions, side: Side, sources: list[str], duration_s: int, attack: bool
+    options: AttackOptions,
+    side: Side,
+    sources: list[str],
+    duration_s: int,
+    attacker: _Attacker | None,
 ) -> tuple[GoodTally, dict[str, Any] | None]:
-    """The good clients for ``duration_s``, with the attacker alongside when ``attack``."""
+    """The good clients for ``duration_s``, with ``attacker`` alongside unless ``None``."""
     nginx = side.nginx
     good = asyncio.create_task(
         run_good_clients(
@@ -79,50 +106,77 @@ async def _drive(
         )
     )
     report = None
-    if attack:
+    if attacker is not None:
         wrk = EdgeOptions(
-            connections=options.attacker_connections,
-            threads=options.attacker_threads,
+            connections=attacker.connections,
+            threads=min(options.attacker_threads, attacker.connections),
             request_timeout_s=options.request_timeout_s,
         )
-        report = await asyncio.to_thread(run_wrk, nginx.url + LIMITED, wrk, duration_s)
+        url = nginx.url + LIMITED
+        report = await asyncio.to_thread(run_wrk, url, wrk, duration_s, attacker.pace_ms)
     return await good, report
 
 
 def _phase(
     options: AttackOptions,
-    master: redis.Redis,
+    up: Running,
     sides: tuple[Side, Side],
-    shared: dict[str, list[int]],
     sources: list[str],
     background: dict[str, float],
-    attack: bool,
+    phase: str,
+    round_: int,
 ) -> AttackRow:
     side, idle = sides
+    attacker = None
+    if phase == ATTACK:
+        attacker = _Attacker(options.attacker_connections, options.attacker_pace_ms)
+    elif phase == CAPACITY:
+        attacker = _Attacker(options.capacity_connections, 0)
     if options.warmup_s > 0:
-        asyncio.run(_drive(options, side, sources, options.warmup_s, attack))
-    window = CpuWindow({**side.roles, **shared, IDLE: idle.pids}, tool="wrk")
-    before = _commands(master)
+        asyncio.run(_drive(options, side, sources, options.warmup_s, attacker))
+    window = CpuWindow({**side.roles, **up.shared, IDLE: idle.pids}, tool="wrk")
+    before = _commands(up.master)
     window.open()
-    good, report = asyncio.run(_drive(options, side, sources, options.duration_s, attack))
+    good, report = asyncio.run(_drive(options, side, sources, options.duration_s, attacker))
     window_s, cpu = window.close()
-    commands = _commands(master) - before
+    commands = _commands(up.master) - before
     commands["info"] -= 1  # our own INFO commandstats call
     return AttackRow(
         side=side.name,
-        phase=ATTACK if attack else CALM,
+        phase=phase,
         window_s=window_s,
         good=good,
         commands={name: n for name, n in sorted(commands.items()) if n > 0},
         background_per_s=background,
         cpu_s=cpu,
         attacker=report,
+        attacker_connections=attacker.connections if attacker else 0,
+        round=round_,
     )
 
 
+def _schedule(options: AttackOptions, up: Running) -> list[tuple[tuple[Side, Side], str, int]]:
+    """Every phase in the order run: (the side measured and the idle one, phase, round)."""
+    pairs = ((up.ours, up.theirs), (up.theirs, up.ours))
+    order: list[tuple[tuple[Side, Side], str, int]] = []
+    for round_ in range(1, options.rounds + 1):
+        phases = (CALM, ATTACK) if round_ % 2 else (ATTACK, CALM)
+        order += [(sides, phase, round_) for sides in pairs for phase in phases]
+    if options.capacity_connections:
+        order += [(sides, CAPACITY, 1) for sides in pairs]
+    return order
+
+
+def attacker_max_rps(options: AttackOptions) -> float | None:
+    """The most requests/s the paced attacker can send (``None``: closed loop, no bound)."""
+    if options.attacker_pace_ms == 0:
+        return None
+    return options.attacker_connections * 1000 / options.attacker_pace_ms
+
+
 def run_attack(options: AttackOptions, workdir: Path) -> AttackReport:
-    """Start both sides under ``workdir``, measure each side calm then under attack (ours
-    first), stop everything.
+    """Start both sides under ``workdir``, measure every phase (see the module's
+    docstring for the order), stop everything.
 
     Raises ``devstack.DevstackError`` when a process does not come up or a side does not
     answer 200 in time, ``RuntimeError``/``ValueError`` when wrk fails or its report is
@@ -133,19 +187,20 @@ def run_attack(options: AttackOptions, workdir: Path) -> AttackReport:
     rows: list[AttackRow] = []
     with both_sides(options, workdir) as up:
         background = _background_per_s(up.master, options.idle_s)
-        for attack in (False, True):
-            for sides in ((up.ours, up.theirs), (up.theirs, up.ours)):
-                rows.append(
-                    _phase(options, up.master, sides, up.shared, sources, background, attack)
-                )
+        for sides, phase, round_ in _schedule(options, up):
+            rows.append(_phase(options, up, sides, sources, background, phase, round_))
     c = up.stack.config
     settings = {
         "duration_s": options.duration_s,
         "warmup_s": options.warmup_s,
         "good_clients": options.good_clients,
         "good_rate": options.good_rate,
+        "rounds": options.rounds,
         "attacker_connections": options.attacker_connections,
+        "attacker_pace_ms": options.attacker_pace_ms,
+        "attacker_max_rps": attacker_max_rps(options),
         "attacker_threads": options.attacker_threads,
+        "capacity_connections": options.capacity_connections,
         "limiter_timeout_ms": options.limiter_timeout_ms,
         "limiter_deny_cache_size": c.limiter_deny_cache_size,
         "api_deny_cache_size": c.api_deny_cache_size,

@@ -17,6 +17,7 @@ import asyncio
 import ipaddress
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,19 @@ class GoodTally:
     socket_errors: int = 0
     unfinished: int = 0
     latencies_us: list[int] = field(default_factory=list)
+
+    @classmethod
+    def pooled(cls, tallies: Sequence[GoodTally]) -> GoodTally:
+        """``tallies`` as one tally over all their durations: counts added, latencies
+        pooled (so its percentiles weigh every answer alike, whichever run it came from)."""
+        pooled = cls(sum(t.duration_s for t in tallies))
+        for tally in tallies:
+            pooled.statuses.update(tally.statuses)
+            pooled.missing_ratelimit += tally.missing_ratelimit
+            pooled.socket_errors += tally.socket_errors
+            pooled.unfinished += tally.unfinished
+            pooled.latencies_us.extend(tally.latencies_us)
+        return pooled
 
     @property
     def requests(self) -> int:

@@ -2,12 +2,16 @@
 
 wrk is closed-loop: each connection sends its next request when the previous answer came,
 so its latencies are those of a saturated server (queueing included), not of a steady
-arrival rate. It runs to completion as our child, so a ``CpuWindow`` with ``tool="wrk"``
-around ``run_wrk`` counts its CPU.
+arrival rate. With a pace (``WRK_PACE_MS`` for the script) each connection waits that many
+milliseconds after an answer, so ``connections`` connections send at most
+``connections * 1000 / pace_ms`` requests per second whatever the server's speed. It runs
+to completion as our child, so a ``CpuWindow`` with ``tool="wrk"`` around ``run_wrk``
+counts its CPU.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from typing import Any
@@ -21,14 +25,15 @@ __all__ = ["run_wrk"]
 _EXIT_SLACK_S = 30.0
 
 
-def run_wrk(url: str, options: EdgeOptions, duration_s: int) -> dict[str, Any]:
+def run_wrk(url: str, options: EdgeOptions, duration_s: int, pace_ms: int = 0) -> dict[str, Any]:
     """Run wrk on ``url`` for ``duration_s`` whole seconds with ``options.threads`` threads
     holding ``options.connections`` connections (``options.request_timeout_s``: its wait
-    for one answer before counting a timeout) and return its report; blocks meanwhile.
+    for one answer before counting a timeout), each waiting ``pace_ms`` after an answer
+    (0: closed loop), and return its report; blocks meanwhile.
 
     Raises ``FileNotFoundError`` without wrk, ``RuntimeError`` when it fails,
     ``subprocess.TimeoutExpired`` when it outlives its duration by 30 s (it is killed),
-    ``ValueError`` when its report cannot be read.
+    ``ValueError`` when its report cannot be read or was paced otherwise than asked.
     """
     binary = shutil.which("wrk")
     if binary is None:
@@ -36,7 +41,11 @@ def run_wrk(url: str, options: EdgeOptions, duration_s: int) -> dict[str, Any]:
     argv = [binary, f"-t{options.threads}", f"-c{options.connections}", f"-d{duration_s}s"]
     argv += [f"--timeout={options.request_timeout_s}s", "-s", str(WRK_SCRIPT), url]
     limit = duration_s + _EXIT_SLACK_S
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
+    env = {**os.environ, "WRK_PACE_MS": str(pace_ms)}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited {done.returncode}: {done.stderr or done.stdout}")
-    return parse_wrk_report(done.stdout)
+    report = parse_wrk_report(done.stdout)
+    if report.get("pace_ms") != pace_ms:
+        raise ValueError(f"wrk ran at pace {report.get('pace_ms')} ms, not {pace_ms} ms")
+    return report

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bench.attack.clients import GoodTally, client_addresses
-from bench.attack.report import ATTACK, CALM, AttackReport, AttackRow
+from bench.attack.report import ALLOWED_MARK, ATTACK, CALM, CAPACITY, AttackReport, AttackRow, pool
 from bench.edge.report import BASELINE, OURS
 
 
@@ -24,11 +24,13 @@ def _good(p99_us: int, limited: int = 0) -> GoodTally:
     return tally
 
 
-def _attacker(requests: int, denied: int) -> dict[str, Any]:
+def _attacker(requests: int, denied: int, pace_ms: int = 0) -> dict[str, Any]:
     return {
         "requests": requests,
         "duration_us": 10_000_000,
         "statuses": {"429": denied, "200": requests - denied},
+        "pace_ms": pace_ms,
+        "p99_us": 900,
         **{kind: 0 for kind in ("connect", "read", "write", "timeout")},
     }
 
@@ -80,3 +82,133 @@ def test_a_denied_good_client_or_an_undenied_attacker_fails_the_part() -> None:
     never_denied = [_row(OURS, ATTACK, attacker=_attacker(100, 0))]
     assert AttackReport({}, {}, never_denied).failed
     assert any("no 429" in note for note in AttackReport({}, {}, never_denied).caveats())
+
+
+def _good_ms(*latencies_ms: float) -> GoodTally:
+    tally = GoodTally(duration_s=10.0, statuses=Counter({200: len(latencies_ms)}))
+    tally.latencies_us = [int(ms * 1000) for ms in latencies_ms]
+    return tally
+
+
+def test_pool_adds_rounds_up_and_pools_latencies() -> None:
+    first = _row(
+        OURS,
+        ATTACK,
+        round=1,
+        good=_good_ms(*[1.0] * 99, 50.0),
+        attacker=_attacker(1_000, 900, pace_ms=1),
+        attacker_connections=2,
+        cpu_s={"nginx": 1.0},
+    )
+    second = _row(
+        OURS,
+        ATTACK,
+        round=2,
+        good=_good_ms(*[2.0] * 100),
+        attacker=_attacker(3_000, 3_000, pace_ms=1),
+        attacker_connections=2,
+        cpu_s={"nginx": 0.5, "wrk": 0.5},
+    )
+    pooled = pool([first, second])
+    assert pooled.round is None and pooled.window_s == 20.0
+    assert pooled.good.duration_s == 20.0 and pooled.good.requests == 200
+    # 200 samples: the p99 is the 198th, a 2 ms one; one round's 50 ms outlier is the max.
+    assert pooled.good.percentile_ms(99) == 2.0 and pooled.good.percentile_ms(100) == 50.0
+    assert first.good.percentile_ms(100) == 50.0
+    assert pooled.attacker is not None and pooled.attacker_requests == 4_000
+    assert pooled.attacker_status(429) == 3_900 and pooled.attacker_rps == 200.0
+    assert "p99_us" not in pooled.attacker  # percentiles do not add up
+    assert pooled.pace_ms == 1 and pooled.attacker_ceiling_rps == 2_000.0
+    assert pooled.commands["evalsha"] == 240 and pooled.cpu_s == {"nginx": 1.5, "wrk": 0.5}
+    with pytest.raises(ValueError, match="one side and phase"):
+        pool([first, _row(OURS, CALM)])
+    with pytest.raises(ValueError, match="one side and phase"):
+        pool([])
+
+
+def _rounds(calm_outliers_ms: list[float], attack_outliers_ms: list[float]) -> list[AttackRow]:
+    """Rounds of both sides, in which the good clients see 98 answers in 1 ms and two
+    in that round's outlier: the round's p99 (100 samples: the 99th)."""
+    rows = []
+    pairs = zip(calm_outliers_ms, attack_outliers_ms, strict=True)
+    for n, (calm, attack) in enumerate(pairs, 1):
+        for side, attacker in ((OURS, 20_000), (BASELINE, 5_000)):
+            rows.append(_row(side, CALM, round=n, good=_good_ms(*[1.0] * 98, calm, calm)))
+            rows.append(
+                _row(
+                    side,
+                    ATTACK,
+                    round=n,
+                    good=_good_ms(*[1.0] * 98, attack, attack),
+                    attacker=_attacker(attacker, attacker, pace_ms=1),
+                    attacker_connections=32,
+                )
+            )
+    return rows
+
+
+def test_verdicts_pool_the_rounds_and_show_each() -> None:
+    rows = _rounds([8.0, 30.0, 1.0], [3.0, 3.0, 3.0])
+    capacity = [
+        _row(OURS, CAPACITY, round=1, attacker=_attacker(70_000, 70_000), attacker_connections=4),
+        _row(BASELINE, CAPACITY, round=1, attacker=_attacker(4_000, 4_000), attacker_connections=4),
+    ]
+    report = AttackReport({}, {}, rows + capacity)
+    assert [r.name for r in report.pooled_rows()] == [
+        "ours, calm",
+        "baseline, calm",
+        "ours, attack",
+        "baseline, attack",
+        "ours, capacity",
+        "baseline, capacity",
+    ]
+    v = report.verdicts()
+    assert v["good_p99_calm_by_round_ms"] == [8.0, 30.0, 1.0]
+    assert v["good_p99_attack_by_round_ms"] == [3.0, 3.0, 3.0]
+    # Pooled, 300 samples: the p99 is the 297th, which one noisy round cannot set alone:
+    # 296 are at most 1 ms, then 8, 8, 30, 30.
+    assert v["good_p99_calm_ms"] == 8.0 and v["good_p99_attack_ms"] == 3.0
+    assert v["good_p99_attack_vs_calm"] == 0.375 and v["good_p99_met"]
+    assert v["baseline_good_p99_attack_vs_calm"] == 0.375
+    assert v["good_p99_calm_round_median_ms"] == 8.0
+    assert v["good_p99_attack_round_median_ms"] == 3.0
+    assert v["rps_vs_baseline"] == pytest.approx(2_010 / 510, abs=1e-3)
+    assert v["rps_vs_baseline_met"]
+    assert v["capacity_rps_vs_baseline"] == pytest.approx(7_010 / 410, abs=1e-3)
+    assert v["capacity_rps_vs_baseline_met"] and not report.failed
+    grid = report.rounds_grid()
+    assert [line[0] for line in grid] == ["round", "1", "2", "3", "pooled"]
+    assert grid[0][1:3] == ["ours calm p99 ms", "ours attack p99 ms"]
+    assert grid[2][1:3] == ["30.0", "3.0"] and grid[4][1:3] == ["8.0", "3.0"]
+    assert grid[1][5:] == ["2,010", "510"] and grid[4][5:] == ["2,010", "510"]
+
+
+def test_a_round_whose_attacker_was_allowed_some_is_marked() -> None:
+    rows = _rounds([1.0, 1.0], [3.0, 40.0])
+    # Round 2, ours: the attacker's window turned over, its allowance went through.
+    turned = next(r for r in rows if (r.side, r.phase, r.round) == (OURS, ATTACK, 2))
+    assert turned.attacker is not None
+    turned.attacker["statuses"] = {"429": 18_800, "200": 1_200}
+    grid = AttackReport({}, {}, rows).rounds_grid()
+    assert grid[1][2] == "3.0" and grid[2][2] == "40.0" + ALLOWED_MARK
+    assert grid[2][4] == "40.0"  # the baseline's attacker was denied throughout
+
+
+def test_a_worse_pooled_p99_under_attack_is_missed() -> None:
+    v = AttackReport({}, {}, _rounds([1.0] * 3, [1.0, 20.0, 20.0])).verdicts()
+    assert v["good_p99_attack_ms"] == 20.0 and v["good_p99_calm_ms"] == 1.0
+    assert v["good_p99_attack_vs_calm"] == 20.0 and v["good_p99_met"] is False
+
+
+def test_a_paced_attacker_over_its_pace_fails_the_part() -> None:
+    # Two connections 1 ms apart send at most 2,000 requests/s: 2,500/s means no pacing.
+    row = _row(OURS, ATTACK, attacker=_attacker(25_000, 25_000, pace_ms=1), attacker_connections=2)
+    report = AttackReport({}, {}, [row])
+    assert row.attacker_ceiling_rps == 2_000.0 and report.failed
+    assert any("over the 2,000 its pace allows" in note for note in report.caveats())
+    within = _row(OURS, ATTACK, attacker=_attacker(19_000, 19_000, pace_ms=1))
+    within.attacker_connections = 2
+    assert not AttackReport({}, {}, [within]).failed
+    # Closed loop: no ceiling.
+    closed = _row(OURS, CAPACITY, attacker=_attacker(900_000, 900_000), attacker_connections=2)
+    assert closed.attacker_ceiling_rps is None and not AttackReport({}, {}, [closed]).failed

@@ -59,9 +59,30 @@ def test_part_selection() -> None:
     assert parse_args(["--edge-only"]).cluster is None
 
 
+def test_attack_pace_rounds_and_capacity_flags() -> None:
+    defaults = AttackOptions()
+    assert defaults.attacker_pace_ms == 1 and defaults.rounds == 3
+    assert defaults.capacity_connections > 0
+    given = parse_args(
+        [
+            "--only=attack",
+            "--attack-attacker-pace-ms=0",
+            "--attack-rounds=5",
+            "--attack-capacity-connections=0",
+        ]
+    ).attack
+    assert given == AttackOptions(attacker_pace_ms=0, rounds=5, capacity_connections=0)
+    quick = parse_args(["--quick", "--only=attack"]).attack
+    assert quick is not None and quick.rounds >= 2 and quick.attacker_pace_ms > 0
+
+
 @pytest.mark.parametrize(
     "argv",
     [
+        ["--attack-attacker-pace-ms=-1"],
+        ["--attack-rounds=0"],
+        ["--attack-capacity-connections=-1"],
+        ["--attack-attacker-threads=2", "--attack-capacity-connections=1"],
         ["--only=grpc,nonsense"],
         ["--cluster-primaries=0,3"],
         ["--cluster-primaries=one"],

@@ -186,9 +186,21 @@ def test_cluster_part_decides_on_both_topologies(tmp_path: Path) -> None:
 def test_attack_part_denies_the_attacker_and_counts_redis_commands(tmp_path: Path) -> None:
     stdout, results = _bench(tmp_path, "--quick", "--only=attack")
     assert "| scenario | req/s | attacker share |" in stdout and "targets (ours" in stdout
+    assert "| round | ours calm p99 ms |" in stdout
     attack = results["attack"]
+    settings = attack["settings"]
+    rounds, connections = settings["rounds"], settings["attacker_connections"]
+    pace_ms = settings["attacker_pace_ms"]
+    assert rounds >= 2 and pace_ms >= 1 and settings["capacity_connections"] >= 1
     rows = {row["name"]: row for row in attack["scenarios"]}
-    assert list(rows) == ["ours, calm", "baseline, calm", "ours, attack", "baseline, attack"]
+    assert list(rows) == [
+        "ours, calm",
+        "baseline, calm",
+        "ours, attack",
+        "baseline, attack",
+        "ours, capacity",
+        "baseline, capacity",
+    ]
     for name, row in rows.items():
         good = row["good"]
         assert good["requests"] > 0 and good["statuses"].get("429", 0) == 0, (name, good)
@@ -196,10 +208,34 @@ def test_attack_part_denies_the_attacker_and_counts_redis_commands(tmp_path: Pat
         assert row["commands_per_request"] is not None, name
         assert row["evalsha_per_request"] is not None, name
         assert (row["attacker"] is None) == (row["phase"] == "calm"), name
+    # Every round measured both sides calm and under the paced attack, in the order run:
+    # sides interleaved, phases alternating; then one closed-loop capacity phase per side.
+    measured = [(row["round"], row["side"], row["phase"]) for row in attack["rounds"]]
+    expected = []
+    for n in range(1, rounds + 1):
+        phases = ("calm", "attack") if n % 2 else ("attack", "calm")
+        expected += [(n, side, phase) for side in ("ours", "baseline") for phase in phases]
+    expected += [(1, side, "capacity") for side in ("ours", "baseline")]
+    assert measured == expected
+    for row in attack["rounds"]:
+        where = (row["round"], row["side"], row["phase"])
+        assert row["good"]["requests"] > 0, where
+        if row["phase"] == "attack":
+            # wrk ran paced: it says so, and N connections each waiting pace_ms after every
+            # answer cannot send more than N * 1000 / pace_ms requests per second (a bound
+            # that holds on any machine; closed loop, either side answers far more).
+            assert row["attacker"]["pace_ms"] == pace_ms, where
+            assert row["attacker_connections"] == connections, where
+            seconds = row["attacker"]["duration_us"] / 1e6
+            assert row["attacker"]["requests"] / seconds <= connections * 1000 / pace_ms, where
+        elif row["phase"] == "capacity":
+            assert row["attacker"]["pace_ms"] == 0, where
+            assert row["attacker_connections"] == settings["capacity_connections"], where
     for side in ("ours", "baseline"):
-        row = rows[f"{side}, attack"]
-        assert row["attacker"]["statuses"].get("429", 0) > 0, side
-        assert row["attacker_share"] > 0.5, side
+        for phase in ("attack", "capacity"):
+            row = rows[f"{side}, {phase}"]
+            assert row["attacker"]["statuses"].get("429", 0) > 0, (side, phase)
+            assert row["attacker_share"] > 0.5, (side, phase)
     # Every baseline request costs a round trip to Redis; ours answers the attacker from the
     # deny caches, without one.
     assert rows["baseline, attack"]["evalsha_per_request"] > 0.5
@@ -208,4 +244,6 @@ def test_attack_part_denies_the_attacker_and_counts_redis_commands(tmp_path: Pat
         < rows["baseline, attack"]["evalsha_per_request"]
     )
     verdicts = attack["verdicts"]
-    assert verdicts["rps_vs_baseline"] > 0 and verdicts["good_p99_calm_ms"] > 0
+    assert verdicts["rps_vs_baseline"] > 0 and verdicts["capacity_rps_vs_baseline"] > 0
+    assert verdicts["good_p99_calm_ms"] > 0 and verdicts["good_p99_attack_vs_calm"] > 0
+    assert len(verdicts["good_p99_calm_by_round_ms"]) == rounds
