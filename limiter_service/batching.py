@@ -11,7 +11,8 @@ script runs).
 
 ``window_s`` (``LIMITER_COALESCE_WINDOW_US``) lets a busy limiter wait a little for company:
 instead of on the next turn, pending calls are sent on the first turn that finds nothing
-else ready to run (no other RPC's work, no reply to read), or once ``window_s`` has passed,
+else ready to run (no other RPC's work, no reply to read), once ``window_s`` has passed, or
+as soon as ``FULL_ENOUGH`` hits are pending (that many already amortise a round trip),
 whichever comes first. An idle limiter sends a call at once, whoever calls and however
 often; a limiter with more work than CPU finishes the work it already has (RPCs that have
 arrived reach the coalescer meanwhile) before it sends, so one round trip carries many
@@ -34,6 +35,8 @@ from limiter_service.metrics import NO_METRICS, Metrics
 _Waiter = tuple[Sequence[Hit], float, "asyncio.Future[list[Verdict]]"]
 MAX_HITS_PER_TRIP = 1000
 """Keeps one script run short (Redis runs nothing else meanwhile): about 10-20 ms."""
+FULL_ENOUGH = 64
+"""Pending hits that already amortise a round trip: they are sent without waiting for more."""
 
 
 class Coalescer:
@@ -54,6 +57,7 @@ class Coalescer:
         self._metrics = metrics
         self._max_in_flight = max(1, max_in_flight)
         self._pending: list[_Waiter] = []
+        self._pending_hits = 0
         self._in_flight = 0
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -63,6 +67,7 @@ class Coalescer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Verdict]] = loop.create_future()
         self._pending.append((hits, deadline, future))
+        self._pending_hits += len(hits)
         if not self._scheduled and self._in_flight < self._max_in_flight:
             self._schedule(loop)
         return await future
@@ -78,7 +83,11 @@ class Coalescer:
         """Flush, unless other callbacks are ready and the window is still open: then ask
         again after them (a turn that polls for I/O without waiting)."""
         loop = asyncio.get_running_loop()
-        if getattr(loop, "_ready", None) and loop.time() < self._flush_by:
+        if (
+            self._pending_hits < FULL_ENOUGH
+            and getattr(loop, "_ready", None)
+            and loop.time() < self._flush_by
+        ):
             loop.call_soon(self._when_idle)
             return
         self._flush()
@@ -100,6 +109,7 @@ class Coalescer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._pending = live
+        self._pending_hits = sum(len(waiter[0]) for waiter in live)
 
     async def _send(self, batch: list[_Waiter]) -> None:
         hits = [hit for waiter in batch for hit in waiter[0]]

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Sequence
 
 from limiter_service.backends.memory import MemoryBackend
-from limiter_service.batching import Coalescer
+from limiter_service.batching import FULL_ENOUGH, Coalescer
 from limiter_service.decision import Algorithm, Hit, Verdict
 from tests.unit.conftest import FakeClock, make_policy
 
@@ -90,6 +90,17 @@ async def test_calls_wait_while_the_loop_has_other_work_and_travel_together(
     # Once nothing else is ready, everything goes in one round trip, long before the window.
     await asyncio.wait_for(asyncio.gather(*answers), NEVER_S)
     assert backend.trips == [["k0", "k10", "k20"]]
+
+
+async def test_a_batch_big_enough_goes_at_once_even_on_a_busy_loop(clock: FakeClock) -> None:
+    backend = GatedBackend(clock)
+    coalescer = Coalescer(backend, max_in_flight=3, window_s=3600.0)
+    big = [Hit(f"b{n}", POLICY, 1, False) for n in range(FULL_ENOUGH)]
+    answer = asyncio.ensure_future(coalescer.decide(big, 1e9))
+    for _ in range(5):  # other work stays ready on every turn
+        await asyncio.sleep(0)
+    assert backend.trips == [[hit.storage_key for hit in big]]
+    assert len(await asyncio.wait_for(answer, NEVER_S)) == FULL_ENOUGH
 
 
 async def test_the_window_bounds_the_wait_on_a_loop_that_is_never_idle(
