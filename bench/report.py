@@ -1,16 +1,19 @@
 """Results of a bench run: one row per gRPC / Redis scenario, ratios to the baselines, the
 printed section and the JSON.
 
-A gRPC row is compared with the echo row of the same batch size, and every row with the
-``redis-benchmark`` row of the same batch size, in decisions per second (0.25: a quarter
-of the baseline's throughput); ``None`` when there is no such baseline or the row is it. A
-row of a size no baseline has (``ShouldRateLimit`` with 3 descriptors: one call, three
-decisions) is compared with the single-call baselines.
+A gRPC row is compared with the echo row of the same batch size measured over as many
+connections (``raw["connections"]``, 1 when absent: gRPC spends more per call over many
+connections than over one, so a row is never compared with an echo row laid out
+differently), and every row with the ``redis-benchmark`` row of the same batch size, in
+decisions per second (0.25: a quarter of the baseline's throughput); ``None`` when there is
+no such baseline or the row is it. A row of a size no baseline has (``ShouldRateLimit``
+with 3 descriptors: one call, three decisions) is compared with the single-call baselines.
 On a shared machine the rates move with other load; CPU per decision does not, hence
 ``cpu_vs_echo``: the echo server's CPU per decision over this server's. ``metrics_cost``
 is what the limiter's metrics cost per decision (``bench.metrics_cost``).
 ``workers_scaling`` sets the rows of one limiter run with several ``LIMITER_WORKERS`` side
-by side: each one's decisions per second over the one-worker row's.
+by side: each one's decisions per second over the one-worker row's, and over the echo
+row's of the same connections (``vs_echo``).
 """
 
 from __future__ import annotations
@@ -133,7 +136,13 @@ class BenchReport:
                 row.vs_redis_benchmark = _ratio(row.decisions_per_s, bench.decisions_per_s)
 
     def _baseline(self, kind: Kind, row: ScenarioResult) -> ScenarioResult | None:
-        candidates = {r.batch_size: r for r in reversed(self.scenarios) if r.kind is kind}
+        """The first ``kind`` row of ``row``'s batch size (else of size 1); an echo
+        baseline also over as many connections as ``row``."""
+        candidates = {
+            r.batch_size: r
+            for r in reversed(self.scenarios)
+            if r.kind is kind and (kind is not Kind.ECHO or _connections(r) == _connections(row))
+        }
         baseline = candidates.get(row.batch_size, candidates.get(1))
         return None if baseline is row else baseline
 
@@ -177,17 +186,24 @@ class BenchReport:
 
     def workers_scaling(self) -> dict[str, Any]:
         """Rows measured with ``raw["workers"]`` set: per worker count, decisions/s, the
-        ratio to one worker, server CPU per decision, and the cores the load generator
+        ratio to one worker, the ratio to the echo row over the same connections
+        (``vs_echo``, that row's name in ``echo``; ``None`` without one), server CPU per
+        decision, and the cores the load generator
         and others used meanwhile (the load generator shares the machine); empty when no
         such rows ran."""
         rows = {row.raw["workers"]: row for row in self.scenarios if "workers" in row.raw}
         one = rows.get(1)
+        echoes = {workers: self._baseline(Kind.ECHO, row) for workers, row in rows.items()}
         return {
             str(workers): {
                 "decisions_per_s": row.decisions_per_s,
                 "vs_one_worker": _ratio(row.decisions_per_s, one.decisions_per_s)
                 if one is not None
                 else None,
+                "vs_echo": None
+                if (echo := echoes[workers]) is None
+                else _ratio(row.decisions_per_s, echo.decisions_per_s),
+                "echo": None if echo is None else echo.name,
                 "server_cpu_us": row.server_cpu_us,
                 "loadgen_cores": None
                 if row.loadgen_cpu_us is None
@@ -231,7 +247,8 @@ class BenchReport:
         ]
         notes += [
             f"  {workers} worker(s): {figures['decisions_per_s']:,.0f} decisions/s = "
-            f"{figures['vs_one_worker']} x one worker's; server CPU "
+            f"{figures['vs_one_worker']} x one worker's = {figures['vs_echo']} x "
+            f"{figures['echo']}'s (same connections); server CPU "
             f"{figures['server_cpu_us']} us per decision; the load generator kept "
             f"{figures['loadgen_cores']} cores busy"
             for workers, figures in self.workers_scaling().items()
@@ -265,6 +282,11 @@ class BenchReport:
         """Write ``to_json()`` to ``path`` (indented, trailing newline), creating parents."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+
+def _connections(row: ScenarioResult) -> int:
+    """The connections a row's load went over (1: not recorded)."""
+    return int(row.raw.get("connections", 1))
 
 
 def _ratio(value: float, baseline: float) -> float | None:

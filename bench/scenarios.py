@@ -11,10 +11,13 @@ Scenarios run one at a time, only the server under test running next to one
    decision per descriptor, all of a call's in one all-or-nothing group), with its
    metrics on (the default), then again with ``LIMITER_METRICS_LISTEN=`` (nothing
    recorded: what metrics cost, ``bench.metrics_cost``);
-4. the limiter on Redis with ``LIMITER_WORKERS`` 1 and then 2, ``ShouldAllow`` over
+4. the echo server again, ``ShouldAllow`` over ``concurrency`` connections (one call in
+   flight on each): the baseline of the next rows, laid out as they are, since gRPC spends
+   more per call over many connections than over one;
+5. the limiter on Redis with ``LIMITER_WORKERS`` 1 and then 2, ``ShouldAllow`` over
    ``concurrency`` connections (one call in flight on each, so the kernel spreads them
    over the workers; the row's ``raw.rpcs_by_worker`` says how it did);
-5. ``redis-benchmark`` on the fixed-window script, 1 and ``batch_size`` keys per call
+6. ``redis-benchmark`` on the fixed-window script, 1 and ``batch_size`` keys per call
    (baseline B: Redis alone).
 
 Each runs ``rounds`` times and reports its fastest round, since other processes on a
@@ -54,6 +57,7 @@ __all__ = [
     "METRICS_OFF",
     "METRICS_ON",
     "WORKER_COUNTS",
+    "echo_connections_label",
     "limiter_env",
     "policies_yaml",
     "run_grpc",
@@ -69,6 +73,11 @@ METRICS_OFF = "limiter/redis, metrics off"
 _HOST = "127.0.0.1"
 _READY_TIMEOUT_S = 20.0
 WORKER_COUNTS = (1, 2)
+
+
+def echo_connections_label(connections: int) -> str:
+    """The label of the echo row measured over as many connections as the workers rows."""
+    return f"echo, {connections} connections"
 
 
 def workers_label(workers: int) -> str:
@@ -239,6 +248,16 @@ def _wait_workers(node: LimiterNode, workers: int) -> None:
     )
 
 
+def _start_echo(group: ProcessGroup, name: str) -> tuple[ManagedProcess, str]:
+    """Start the echo server as ``name`` on a free port; it and its address, once it takes
+    connections."""
+    port = free_port(_HOST)
+    argv = [sys.executable, "-m", "bench.echo_server"]
+    echo = group.start(name, argv, {"LIMITER_LISTEN": f"{_HOST}:{port}"})
+    wait_for_tcp(_HOST, port, _READY_TIMEOUT_S, echo)
+    return echo, f"{_HOST}:{port}"
+
+
 def _round(tally: Tally) -> dict[str, Any]:
     return {
         "decisions_per_s": round(tally.decisions / tally.window_s, 1),
@@ -270,11 +289,8 @@ def run_grpc(
         with server.client(decode_responses=True) as client:
             machine["redis_server"] = str(client.info("server").get("redis_version", "?"))
             run = _Scenarios(options, server, client, group)
-            port = free_port(_HOST)
-            argv = [sys.executable, "-m", "bench.echo_server"]
-            echo = group.start("echo", argv, {"LIMITER_LISTEN": f"{_HOST}:{port}"})
-            wait_for_tcp(_HOST, port, _READY_TIMEOUT_S, echo)
-            run.server(echo, f"{_HOST}:{port}", Kind.ECHO, "echo", (single, batch))
+            echo, target = _start_echo(group, "echo")
+            run.server(echo, target, Kind.ECHO, "echo", (single, batch))
             for backend, methods, metrics in (
                 ("memory", (single,), True),
                 ("redis", (single, batch), True),
@@ -296,6 +312,10 @@ def run_grpc(
                     uses_redis=redis_backed,
                     envoy=redis_backed and metrics,
                 )
+            connections = options.concurrency
+            echo, target = _start_echo(group, "echo-connections")
+            label = echo_connections_label(connections)
+            run.server(echo, target, Kind.ECHO, label, (single,), connections=connections)
             for workers in WORKER_COUNTS:
                 run.workers(env, workers)
             for batch_size in (1, options.batch_size):

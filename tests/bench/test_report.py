@@ -54,3 +54,32 @@ def test_tables_align_and_render_markdown() -> None:
     assert table[4] == (
         "| limiter | 1,000 | 1,000 | 1.00 | 2.00 | 0 | 0.0% | 0.50 | - | 1,000.0 | - | - |"
     )
+
+
+def test_workers_rows_are_compared_with_the_echo_over_as_many_connections() -> None:
+    rows = [
+        _row("echo", Kind.ECHO, 1, 2000, 500.0),
+        _row("limiter", Kind.LIMITER, 1, 1000, 1000.0),
+        _row("echo, 16 connections", Kind.ECHO, 1, 1600, 800.0),
+        _row("limiter, 1 worker", Kind.LIMITER, 1, 1200, 1000.0),
+        _row("limiter, 2 workers", Kind.LIMITER, 1, 2400, 1000.0),
+    ]
+    rows[0].raw["connections"] = rows[1].raw["connections"] = 1
+    for workers, row in enumerate(rows[2:]):
+        row.raw["connections"] = 16
+        if workers:
+            row.raw["workers"] = workers
+    report = BenchReport({"cpu_count": 2}, {}, rows)
+    report.compute_ratios()
+    echo, single, echo_16, one, two = report.scenarios
+    assert echo.vs_echo is None and echo_16.vs_echo is None  # each its own layout's baseline
+    assert (single.vs_echo, single.cpu_vs_echo) == (0.5, 0.5)  # against the 1-connection echo
+    assert (one.vs_echo, one.cpu_vs_echo) == (0.75, 0.8)  # against the 16-connection echo
+    assert two.vs_echo == 1.5
+    scaling = report.workers_scaling()
+    assert scaling["1"]["vs_echo"] == 0.75 and scaling["2"]["vs_echo"] == 1.5
+    assert scaling["1"]["echo"] == "echo, 16 connections"
+    assert scaling["2"]["vs_one_worker"] == 2.0
+    # No echo row over those connections: no ratio, rather than one to another layout.
+    del report.scenarios[2]
+    assert report.workers_scaling()["1"]["vs_echo"] is None

@@ -72,6 +72,7 @@ def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
         "limiter/redis ShouldRateLimit, 3 descriptors",
         "limiter/redis, metrics off ShouldAllow",
         "limiter/redis, metrics off ShouldAllowBatch x100",
+        "echo, 8 connections ShouldAllow",  # --quick's concurrency
         "limiter/redis, 1 worker ShouldAllow",
         "limiter/redis, 2 workers ShouldAllow",
         "redis-benchmark EVALSHA fixed_window.lua, 1 key",
@@ -118,6 +119,21 @@ def test_grpc_part_measures_every_scenario(tmp_path: Path) -> None:
     # (the kernel spreads connections at random: which worker gets how many varies)
     assert len(two["rpcs_by_worker"]) == 2 and sum(two["rpcs_by_worker"]) > 0
     assert "2 worker(s):" in stdout
+    # The workers rows against the echo over as many connections, the others against the
+    # echo over one.
+    echo_1, echo_8 = rows["echo ShouldAllow"], rows["echo, 8 connections ShouldAllow"]
+    assert echo_1["raw"]["connections"] == 1 and echo_8["raw"]["connections"] == 8
+    for name, echo in (
+        ("limiter/redis ShouldAllow", echo_1),
+        ("limiter/redis, 1 worker ShouldAllow", echo_8),
+        ("limiter/redis, 2 workers ShouldAllow", echo_8),
+    ):
+        ratio = round(rows[name]["decisions_per_s"] / echo["decisions_per_s"], 3)
+        assert rows[name]["vs_echo"] == ratio, name
+    one = rows["limiter/redis, 1 worker ShouldAllow"]
+    assert scaling["1"]["vs_echo"] == one["vs_echo"]
+    assert scaling["1"]["echo"] == "echo, 8 connections ShouldAllow"
+    assert "x echo, 8 connections ShouldAllow's (same connections)" in stdout
 
 
 @pytest.mark.skipif(
