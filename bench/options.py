@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,9 @@ class AttackOptions:
     with ``capacity_connections`` connections (0: no capacity phase). Every phase is
     measured ``duration_s`` after ``warmup_s``. The policy is ``rate_limit`` per
     ``time_window_s`` per client IP on both sides; it must exceed what one good client
-    sends in a window."""
+    sends in a window. ``pin_edge``: the edge (both Nginx, all their processes, and the
+    attacker's wrk) on the last available CPU, everything else (the rest of both sides,
+    Redis and the bench process with its well-behaved clients) on the others."""
 
     duration_s: int = 8
     warmup_s: int = 2
@@ -104,6 +107,7 @@ class AttackOptions:
     idle_s: float = 3.0
     request_timeout_s: int = 5
     limiter_timeout_ms: int = StackConfig().limiter_timeout_ms
+    pin_edge: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +283,12 @@ def _parser() -> argparse.ArgumentParser:
     attack = parser.add_argument_group("under attack, end to end through Nginx")
     attack.add_argument("--no-attack", action="store_true", help="skip the under-attack part")
     _add_flags(attack.add_argument, _ATTACK_FLAGS, AttackOptions(), prefix="attack_")
+    attack.add_argument(
+        "--attack-pin-edge",
+        action="store_true",
+        default=None,
+        help="Nginx and the attacker on the last CPU, everything else on the others",
+    )
     parser.add_argument(
         "--only", type=_parts, metavar="PART,...", help=f"run only these parts of {PARTS}"
     )
@@ -329,6 +339,11 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchOptions:
         parser.error(
             "--attack-rate-limit must exceed what one well-behaved client sends in a "
             f"{attack.time_window_s} s window ({attack.good_rate * attack.time_window_s:g})"
+        )
+    if options.attack is not None and attack.pin_edge and len(os.sched_getaffinity(0)) < 2:
+        parser.error(
+            "--attack-pin-edge needs at least 2 CPUs available to this process, got "
+            f"{sorted(os.sched_getaffinity(0))}"
         )
     if options.keys < options.batch_size:
         parser.error("--keys must be at least --batch-size")

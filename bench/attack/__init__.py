@@ -32,6 +32,11 @@ Each phase warms up for ``warmup_s`` unmeasured seconds, then is measured for
 commandstats``, from which the commands the idle stack sends anyway (measured for
 ``idle_s`` before the phases: the limiters' health probes, Sentinel, replication) are
 subtracted.
+
+With ``pin_edge``, before the phases, the edge (both Nginx with all their processes, and
+each attacker's wrk) is pinned to the last available CPU and everything else (the rest of
+both sides, Redis, the bench process with its well-behaved clients) to the others, so
+that the edge answering the flood does not take its CPU from the good clients' path.
 """
 
 from __future__ import annotations
@@ -48,10 +53,11 @@ import limits
 import redis
 
 from bench.attack.clients import GoodTally, client_addresses, run_good_clients
+from bench.attack.pinning import edge_split, pin_threads, pin_tree
 from bench.attack.report import ATTACK, CALM, CAPACITY, AttackReport, AttackRow
 from bench.cpu import CpuWindow
 from bench.edge import IDLE, Running, both_sides
-from bench.edge.baseline import Side
+from bench.edge.baseline import NGINX, Side
 from bench.edge.report import LIMITED
 from bench.edge.wrk import run_wrk
 from bench.options import AttackOptions, EdgeOptions
@@ -91,8 +97,10 @@ async def _drive(
     sources: list[str],
     duration_s: int,
     attacker: _Attacker | None,
+    edge_cpus: frozenset[int] | None,
 ) -> tuple[GoodTally, dict[str, Any] | None]:
-    """The good clients for ``duration_s``, with ``attacker`` alongside unless ``None``."""
+    """The good clients for ``duration_s``, with ``attacker`` alongside unless ``None``
+    (on ``edge_cpus`` unless ``None``)."""
     nginx = side.nginx
     good = asyncio.create_task(
         run_good_clients(
@@ -113,7 +121,7 @@ async def _drive(
             request_timeout_s=options.request_timeout_s,
         )
         url = nginx.url + LIMITED
-        report = await asyncio.to_thread(run_wrk, url, wrk, duration_s, attacker.pace_ms)
+        report = await asyncio.to_thread(run_wrk, url, wrk, duration_s, attacker.pace_ms, edge_cpus)
     return await good, report
 
 
@@ -125,6 +133,7 @@ def _phase(
     background: dict[str, float],
     phase: str,
     round_: int,
+    edge_cpus: frozenset[int] | None,
 ) -> AttackRow:
     side, idle = sides
     attacker = None
@@ -133,11 +142,13 @@ def _phase(
     elif phase == CAPACITY:
         attacker = _Attacker(options.capacity_connections, 0)
     if options.warmup_s > 0:
-        asyncio.run(_drive(options, side, sources, options.warmup_s, attacker))
+        asyncio.run(_drive(options, side, sources, options.warmup_s, attacker, edge_cpus))
     window = CpuWindow({**side.roles, **up.shared, IDLE: idle.pids}, tool="wrk")
     before = _commands(up.master)
     window.open()
-    good, report = asyncio.run(_drive(options, side, sources, options.duration_s, attacker))
+    good, report = asyncio.run(
+        _drive(options, side, sources, options.duration_s, attacker, edge_cpus)
+    )
     window_s, cpu = window.close()
     commands = _commands(up.master) - before
     commands["info"] -= 1  # our own INFO commandstats call
@@ -167,6 +178,20 @@ def _schedule(options: AttackOptions, up: Running) -> list[tuple[tuple[Side, Sid
     return order
 
 
+def _pin_edge(up: Running, edge: frozenset[int], others: frozenset[int]) -> dict[str, int]:
+    """Pin the bench process and everything it started to ``others``, then both Nginx
+    (with their workers) to ``edge``; return how many threads each set got."""
+    everything = set(pin_tree(os.getpid(), others))
+    for pids in [*up.ours.roles.values(), *up.theirs.roles.values(), *up.shared.values()]:
+        for pid in pids:  # in case one is not our descendant
+            everything.update(pin_tree(pid, others))
+    at_edge: set[int] = set()
+    for side in (up.ours, up.theirs):
+        for pid in side.roles[NGINX]:
+            at_edge.update(pin_tree(pid, edge))
+    return {"edge": len(at_edge), "others": len(everything - at_edge)}
+
+
 def attacker_max_rps(options: AttackOptions) -> float | None:
     """The most requests/s the paced attacker can send (``None``: closed loop, no bound)."""
     if options.attacker_pace_ms == 0:
@@ -185,10 +210,23 @@ def run_attack(options: AttackOptions, workdir: Path) -> AttackReport:
     """
     sources = client_addresses(options.good_clients)
     rows: list[AttackRow] = []
-    with both_sides(options, workdir) as up:
-        background = _background_per_s(up.master, options.idle_s)
-        for sides, phase, round_ in _schedule(options, up):
-            rows.append(_phase(options, up, sides, sources, background, phase, round_))
+    own_cpus = os.sched_getaffinity(0)
+    edge_cpus: frozenset[int] | None = None
+    other_cpus: frozenset[int] | None = None
+    pinned: dict[str, int] | None = None
+    if options.pin_edge:
+        edge_cpus, other_cpus = edge_split(own_cpus)
+    try:
+        with both_sides(options, workdir) as up:
+            if edge_cpus is not None and other_cpus is not None:
+                pinned = _pin_edge(up, edge_cpus, other_cpus)
+            background = _background_per_s(up.master, options.idle_s)
+            for sides, phase, round_ in _schedule(options, up):
+                row = _phase(options, up, sides, sources, background, phase, round_, edge_cpus)
+                rows.append(row)
+    finally:
+        if options.pin_edge:
+            pin_threads(os.getpid(), own_cpus)
     c = up.stack.config
     settings = {
         "duration_s": options.duration_s,
@@ -202,6 +240,9 @@ def run_attack(options: AttackOptions, workdir: Path) -> AttackReport:
         "attacker_threads": options.attacker_threads,
         "capacity_connections": options.capacity_connections,
         "limiter_timeout_ms": options.limiter_timeout_ms,
+        "pin_edge": options.pin_edge,
+        "edge_cpus": sorted(edge_cpus) if edge_cpus is not None else None,
+        "other_cpus": sorted(other_cpus) if other_cpus is not None else None,
         "limiter_deny_cache_size": c.limiter_deny_cache_size,
         "api_deny_cache_size": c.api_deny_cache_size,
         "policy": f"fixed window, {options.rate_limit} per {options.time_window_s} s per client IP",
@@ -216,5 +257,6 @@ def run_attack(options: AttackOptions, workdir: Path) -> AttackReport:
         "baseline": f"Nginx, 2 FastAPI replicas with limits {limits.__version__} "
         "FixedWindowRateLimiter on the same Redis",
         "background_commands_per_s": background,
+        "pinned_threads": pinned,
     }
     return AttackReport(settings, notes, rows)

@@ -497,8 +497,16 @@ class AttackReport:
             "the baseline's good p99 under attack vs calm: "
             f"{times(v['baseline_good_p99_attack_vs_calm'])})"
         ]
+        cores = f"{n['cpu_count']} cores shared by every process"
+        if s.get("pin_edge"):
+            edge, others = (",".join(map(str, s[key])) for key in ("edge_cpus", "other_cpus"))
+            cores = (
+                f"{n['cpu_count']} cores, pinned: edge (Nginx + attacker) on CPU {edge}, "
+                f"everything else (API replicas, limiters, Redis, the well-behaved clients) "
+                f"on CPUs {others}"
+            )
         footnote = (
-            f"\n{n['cpu_count']} cores shared by every process; req/s counts every answer "
+            f"\n{cores}; req/s counts every answer "
             "(429s included); good = the well-behaved clients, latency from each request's "
             "scheduled send time, pooled over rounds; Redis commands net of the idle "
             f"background; {ALLOWED_MARK} after a round's p99: the attacker's window turned "

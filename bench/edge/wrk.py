@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Set
 from typing import Any
 
 from bench.options import EdgeOptions
@@ -25,11 +26,18 @@ __all__ = ["run_wrk"]
 _EXIT_SLACK_S = 30.0
 
 
-def run_wrk(url: str, options: EdgeOptions, duration_s: int, pace_ms: int = 0) -> dict[str, Any]:
+def run_wrk(
+    url: str,
+    options: EdgeOptions,
+    duration_s: int,
+    pace_ms: int = 0,
+    cpus: Set[int] | None = None,
+) -> dict[str, Any]:
     """Run wrk on ``url`` for ``duration_s`` whole seconds with ``options.threads`` threads
     holding ``options.connections`` connections (``options.request_timeout_s``: its wait
     for one answer before counting a timeout), each waiting ``pace_ms`` after an answer
-    (0: closed loop), and return its report; blocks meanwhile.
+    (0: closed loop), on ``cpus`` only unless ``None``, and return its report; blocks
+    meanwhile.
 
     Raises ``FileNotFoundError`` without wrk, ``RuntimeError`` when it fails,
     ``subprocess.TimeoutExpired`` when it outlives its duration by 30 s (it is killed),
@@ -42,7 +50,22 @@ def run_wrk(url: str, options: EdgeOptions, duration_s: int, pace_ms: int = 0) -
     argv += [f"--timeout={options.request_timeout_s}s", "-s", str(WRK_SCRIPT), url]
     limit = duration_s + _EXIT_SLACK_S
     env = {**os.environ, "WRK_PACE_MS": str(pace_ms)}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False, env=env)
+    pin = None
+    if cpus is not None:
+        only = frozenset(cpus)
+
+        def pin() -> None:  # in the child, before exec: wrk's threads inherit it
+            os.sched_setaffinity(0, only)
+
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=limit,
+        check=False,
+        env=env,
+        preexec_fn=pin,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited {done.returncode}: {done.stderr or done.stdout}")
     report = parse_wrk_report(done.stdout)

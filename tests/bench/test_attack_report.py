@@ -212,3 +212,39 @@ def test_a_paced_attacker_over_its_pace_fails_the_part() -> None:
     # Closed loop: no ceiling.
     closed = _row(OURS, CAPACITY, attacker=_attacker(900_000, 900_000), attacker_connections=2)
     assert closed.attacker_ceiling_rps is None and not AttackReport({}, {}, [closed]).failed
+
+
+def _settings(**pinning: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    settings = {
+        "capacity_connections": 0,
+        "attacker_pace_ms": 1,
+        "attacker_max_rps": 32_000,
+        "attacker_threads": 1,
+        "attacker_connections": 32,
+        "good_clients": 10,
+        "good_rate": 10.0,
+        "policy": "fixed window",
+        "rounds": 3,
+        "duration_s": 8,
+        "warmup_s": 2,
+        **pinning,
+    }
+    notes = {
+        "cpu_count": 2,
+        "good_sources": "127.0.0.2..127.0.0.11",
+        "attacker_source": "127.0.0.1",
+        "ours": "ours",
+        "baseline": "theirs",
+        "background_commands_per_s": {},
+    }
+    return settings, notes
+
+
+def test_the_footnote_says_where_a_pinned_run_ran() -> None:
+    rows = _rounds([1.0] * 3, [1.0] * 3)
+    shared = AttackReport(*_settings(), rows).section()
+    assert "2 cores shared by every process" in shared and "pinned" not in shared
+    pinned = AttackReport(*_settings(pin_edge=True, edge_cpus=[1], other_cpus=[0]), rows)
+    text = pinned.section()
+    assert "edge (Nginx + attacker) on CPU 1, everything else" in text
+    assert "on CPUs 0;" in text and "shared by every process" not in text

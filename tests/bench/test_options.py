@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import pytest
 
 from bench.options import (
@@ -95,3 +98,27 @@ def test_invalid_part_options_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         parse_args(argv)
     assert exited.value.code == 2
+
+
+def test_attack_pin_edge_flag() -> None:
+    assert AttackOptions().pin_edge is False
+    assert parse_args(["--only=attack"]).attack == AttackOptions()
+    pinned = parse_args(["--only=attack", "--attack-pin-edge"]).attack
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert pinned == AttackOptions(pin_edge=True)
+    quick = parse_args(["--quick", "--only=attack", "--attack-pin-edge"]).attack
+    assert quick == dataclasses.replace(QUICK.attack or AttackOptions(), pin_edge=True)
+
+
+def test_attack_pin_edge_refused_on_one_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})  # this thread alone: what parse_args looks at
+    try:
+        with pytest.raises(SystemExit) as exited:
+            parse_args(["--only=attack", "--attack-pin-edge"])
+        # Without the attack part, pinning its edge asks nothing of the machine.
+        assert parse_args(["--only=grpc", "--attack-pin-edge"]).attack is None
+    finally:
+        os.sched_setaffinity(0, before)
+    assert exited.value.code == 2
+    assert "--attack-pin-edge needs at least 2 CPUs" in capsys.readouterr().err

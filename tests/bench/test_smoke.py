@@ -208,6 +208,8 @@ def test_attack_part_denies_the_attacker_and_counts_redis_commands(tmp_path: Pat
     rounds, connections = settings["rounds"], settings["attacker_connections"]
     pace_ms = settings["attacker_pace_ms"]
     assert rounds >= 2 and pace_ms >= 1 and settings["capacity_connections"] >= 1
+    assert settings["pin_edge"] is False and settings["edge_cpus"] is None
+    assert attack["notes"]["pinned_threads"] is None and "shared by every process" in stdout
     rows = {row["name"]: row for row in attack["scenarios"]}
     assert list(rows) == [
         "ours, calm",
