@@ -33,6 +33,11 @@ commandstats``, from which the commands the idle stack sends anyway (measured fo
 ``idle_s`` before the phases: the limiters' health probes, Sentinel, replication) are
 subtracted.
 
+With ``avoid_turnover``, an attack or capacity phase in which a boundary of the
+attacker's fixed window would fall (both sides' windows align to the Unix epoch) first
+waits until just after it (``bench.turnover``), so the attacker's fresh allowance is spent
+in the unmeasured warm-up rather than in the measured window.
+
 With ``pin_edge``, before the phases, the edge (both Nginx with all their processes, and
 each attacker's wrk) is pinned to the last available CPU and everything else (the rest of
 both sides, Redis, the bench process with its well-behaved clients) to the others, so
@@ -61,6 +66,7 @@ from bench.edge.baseline import NGINX, Side
 from bench.edge.report import LIMITED
 from bench.edge.wrk import run_wrk
 from bench.options import AttackOptions, EdgeOptions
+from bench.turnover import MARGIN_S, wait_for_clean_window
 
 __all__ = ["attacker_max_rps", "run_attack"]
 
@@ -141,6 +147,11 @@ def _phase(
         attacker = _Attacker(options.attacker_connections, options.attacker_pace_ms)
     elif phase == CAPACITY:
         attacker = _Attacker(options.capacity_connections, 0)
+    aligned_wait_s = 0.0
+    if attacker is not None and options.avoid_turnover:
+        span_s = options.warmup_s + options.duration_s + MARGIN_S
+        aligned_wait_s = wait_for_clean_window(time.time(), options.time_window_s, span_s)
+        time.sleep(aligned_wait_s)  # until a wall-clock instant: nothing else to wait on
     if options.warmup_s > 0:
         asyncio.run(_drive(options, side, sources, options.warmup_s, attacker, edge_cpus))
     window = CpuWindow({**side.roles, **up.shared, IDLE: idle.pids}, tool="wrk")
@@ -163,6 +174,7 @@ def _phase(
         attacker=report,
         attacker_connections=attacker.connections if attacker else 0,
         round=round_,
+        aligned_wait_s=round(aligned_wait_s, 3),
     )
 
 
@@ -241,6 +253,7 @@ def run_attack(options: AttackOptions, workdir: Path) -> AttackReport:
         "capacity_connections": options.capacity_connections,
         "limiter_timeout_ms": options.limiter_timeout_ms,
         "pin_edge": options.pin_edge,
+        "avoid_turnover": options.avoid_turnover,
         "edge_cpus": sorted(edge_cpus) if edge_cpus is not None else None,
         "other_cpus": sorted(other_cpus) if other_cpus is not None else None,
         "limiter_deny_cache_size": c.limiter_deny_cache_size,

@@ -85,6 +85,8 @@ class AttackRow:
     attacker: dict[str, Any] | None = None
     attacker_connections: int = 0
     round: int | None = None
+    aligned_wait_s: float = 0.0
+    """How long the bench waited before the phase for a window boundary to pass."""
 
     @property
     def name(self) -> str:
@@ -189,6 +191,7 @@ class AttackRow:
             "side": self.side,
             "phase": self.phase,
             "round": self.round,
+            "aligned_wait_s": self.aligned_wait_s,
             "window_s": self.window_s,
             "rps": self.rps,
             "requests": self.requests,
@@ -261,6 +264,7 @@ def pool(rows: Sequence[AttackRow]) -> AttackRow:
         cpu_s={role: round(seconds, 3) for role, seconds in cpu.items()},
         attacker=_pooled_attacker(attackers),
         attacker_connections=rows[0].attacker_connections,
+        aligned_wait_s=round(sum(row.aligned_wait_s for row in rows), 3),
     )
 
 
@@ -513,6 +517,14 @@ class AttackReport:
             "over during that phase, and its allowance was decided and served like any "
             "allowed request."
         )
+        if s.get("avoid_turnover"):
+            waited = sum(row.aligned_wait_s for row in self.rows)
+            footnote += (
+                " Attack and capacity phases start just after a window boundary when one "
+                f"would fall in them (waited {waited:.1f} s in all), so the turnover lands "
+                f"in the unmeasured warm-up; a {ALLOWED_MARK} then means the warm-up was too "
+                "short to absorb the allowance."
+            )
         grids = [self.grid(), self.rounds_grid(), self.cpu_grid()]
         return section(title, grids, lines, self.caveats(), footnote)
 

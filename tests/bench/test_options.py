@@ -122,3 +122,20 @@ def test_attack_pin_edge_refused_on_one_cpu(capsys: pytest.CaptureFixture[str]) 
         os.sched_setaffinity(0, before)
     assert exited.value.code == 2
     assert "--attack-pin-edge needs at least 2 CPUs" in capsys.readouterr().err
+
+
+def test_attack_avoid_turnover_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert AttackOptions().avoid_turnover is True
+    off = parse_args(["--only=attack", "--no-attack-avoid-turnover"]).attack
+    assert off == AttackOptions(avoid_turnover=False)
+    assert parse_args(["--only=attack", "--attack-avoid-turnover"]).attack == AttackOptions()
+    quick = parse_args(["--quick", "--only=attack"]).attack
+    assert quick is not None and quick.avoid_turnover
+    # A phase as long as the window cannot keep clear of its boundaries: refused unless
+    # the alignment is off.
+    long = ["--only=attack", "--attack-duration=58", "--attack-warmup=2"]
+    with pytest.raises(SystemExit) as exited:
+        parse_args(long)
+    assert exited.value.code == 2
+    assert "--attack-avoid-turnover" in capsys.readouterr().err
+    assert parse_args([*long, "--no-attack-avoid-turnover"]).attack is not None

@@ -235,9 +235,18 @@ def test_attack_part_denies_the_attacker_and_counts_redis_commands(tmp_path: Pat
         expected += [(n, side, phase) for side in ("ours", "baseline") for phase in phases]
     expected += [(1, side, "capacity") for side in ("ours", "baseline")]
     assert measured == expected
+    # Calm phases never wait for a window boundary; with the attacker, any boundary that
+    # would have fallen in the phase was waited out, so the attacker's allowance went in the
+    # warm-up and the measured window saw no attacker 200s (no * in the rounds table).
+    assert settings["avoid_turnover"] is True and "window boundary" in stdout
     for row in attack["rounds"]:
         where = (row["round"], row["side"], row["phase"])
         assert row["good"]["requests"] > 0, where
+        assert row["aligned_wait_s"] >= 0, where
+        if row["phase"] == "calm":
+            assert row["aligned_wait_s"] == 0, where
+        else:
+            assert row["attacker"]["statuses"].get("200", 0) == 0, where
         if row["phase"] == "attack":
             # wrk ran paced: it says so, and N connections each waiting pace_ms after every
             # answer cannot send more than N * 1000 / pace_ms requests per second (a bound
