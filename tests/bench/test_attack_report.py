@@ -248,3 +248,17 @@ def test_the_footnote_says_where_a_pinned_run_ran() -> None:
     text = pinned.section()
     assert "edge (Nginx + attacker) on CPU 1, everything else" in text
     assert "on CPUs 0;" in text and "shared by every process" not in text
+
+
+def test_waits_for_a_window_boundary_are_recorded_and_told() -> None:
+    rows = [
+        _row(OURS, ATTACK, attacker=_attacker(1000, 1000), round=1, aligned_wait_s=3.25),
+        _row(OURS, ATTACK, attacker=_attacker(1000, 1000), round=2, aligned_wait_s=1.5),
+        _row(OURS, CALM, round=1),
+    ]
+    assert [row.to_json()["aligned_wait_s"] for row in rows] == [3.25, 1.5, 0.0]
+    assert pool(rows[:2]).aligned_wait_s == 4.75
+    aligned = AttackReport(*_settings(avoid_turnover=True), rows).section()
+    assert "just after a window boundary" in aligned and "waited 4.8 s in all" in aligned
+    unaligned = AttackReport(*_settings(avoid_turnover=False), rows).section()
+    assert "window boundary" not in unaligned
