@@ -142,11 +142,13 @@ def test_restarted_old_master_rejoins_as_replica(topology: RedisTopology) -> Non
     node = topology.restart_node(killed, timeout=60.0)
 
     assert node.process.is_running()
-    # It boots from its own AOF as a master until Sentinel converts it; the resync that
-    # follows can drop the link once (the replica rewrites its AOF after loading).
+    # It boots from its own AOF as a master until Sentinel converts it (Sentinel waits a few
+    # of its 2 s announce periods first); the resync that follows can drop the link once (the
+    # replica rewrites its AOF after loading). Alone this takes 10-20 s; under the full
+    # suite's load it once took more than 30.
     assert wait_until(
         lambda: _is_replica_of(topology, killed, new_master),
-        timeout=30.0,
+        timeout=60.0,
         waiting_for="the old master to replicate from the new one",
         retry_on=(redis.RedisError,),
     )
