@@ -11,15 +11,17 @@ script runs).
 
 ``window_s`` (``LIMITER_COALESCE_WINDOW_US``) lets a busy limiter wait a little for company:
 instead of on the next turn, pending calls are sent on the first turn that finds nothing
-else ready to run (no other RPC's work, no reply to read), once ``window_s`` has passed, or
-as soon as ``FULL_ENOUGH`` hits are pending (that many already amortise a round trip),
-whichever comes first. An idle limiter sends a call at once, whoever calls and however
-often; a limiter with more work than CPU finishes the work it already has (RPCs that have
-arrived reach the coalescer meanwhile) before it sends, so one round trip carries many
-decisions and the event loop's CPU per decision falls (fewer Redis writes and reads, fewer
-wake-ups). The wait is at most ``window_s`` and never makes a call wait on an idle loop.
-"Ready to run" is asyncio's own queue of callbacks (``BaseEventLoop._ready``); a loop
-without one (another implementation) sends on the next turn, as with ``window_s`` 0.
+else ready to run (no other RPC's work, no reply to read), once ``window_s`` has passed, as
+soon as ``FULL_ENOUGH`` hits are pending (that many already amortise a round trip), or as
+soon as a call with several hits is pending (its caller batched already: the client
+library's coalescer, a ``ShouldAllowBatch``, Envoy's descriptors), whichever comes first.
+Only single decisions wait for company. An idle limiter sends a call at once, whoever
+calls and however often; a limiter with more work than CPU finishes the work it already has
+(RPCs that have arrived reach the coalescer meanwhile) before it sends, so one round trip
+carries many decisions and the event loop's CPU per decision falls (fewer Redis writes and
+reads, fewer wake-ups). The wait is at most ``window_s`` and never makes a call wait on an
+idle loop. "Ready to run" is asyncio's own queue of callbacks (``BaseEventLoop._ready``); a
+loop without one (another implementation) sends on the next turn, as with ``window_s`` 0.
 """
 
 from __future__ import annotations
@@ -80,11 +82,12 @@ class Coalescer:
         loop.call_soon(self._when_idle)
 
     def _when_idle(self) -> None:
-        """Flush, unless other callbacks are ready and the window is still open: then ask
-        again after them (a turn that polls for I/O without waiting)."""
+        """Flush, unless only single hits are pending, fewer than ``FULL_ENOUGH``, other
+        callbacks are ready and the window is still open: then ask again after them (a
+        turn that polls for I/O without waiting)."""
         loop = asyncio.get_running_loop()
         if (
-            self._pending_hits < FULL_ENOUGH
+            len(self._pending) == self._pending_hits < FULL_ENOUGH
             and getattr(loop, "_ready", None)
             and loop.time() < self._flush_by
         ):

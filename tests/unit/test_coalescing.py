@@ -103,6 +103,20 @@ async def test_a_batch_big_enough_goes_at_once_even_on_a_busy_loop(clock: FakeCl
     assert len(await asyncio.wait_for(answer, NEVER_S)) == FULL_ENOUGH
 
 
+async def test_a_call_with_several_hits_goes_at_once_even_on_a_busy_loop(
+    clock: FakeClock,
+) -> None:
+    backend = GatedBackend(clock)
+    coalescer = Coalescer(backend, max_in_flight=3, window_s=3600.0)
+    single = asyncio.ensure_future(coalescer.decide(hit("a"), 1e9))
+    batched = asyncio.ensure_future(coalescer.decide(hit("b") + hit("c"), 1e9))
+    for _ in range(5):  # other work stays ready on every turn
+        await asyncio.sleep(0)
+    # Its caller batched already: it goes now, and takes the single call along.
+    assert backend.trips == [["a", "b", "c"]]
+    await asyncio.wait_for(asyncio.gather(single, batched), NEVER_S)
+
+
 async def test_the_window_bounds_the_wait_on_a_loop_that_is_never_idle(
     clock: FakeClock,
 ) -> None:
