@@ -10,24 +10,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from limiter_service.backends.memory import MemoryBackend
 from limiter_service.batching import FULL_ENOUGH, Coalescer
 from limiter_service.decision import Algorithm, Hit, Verdict
 from tests.unit.conftest import FakeClock, make_policy
+from tests.unit.test_limiter import RecordingBackend
 
 POLICY = make_policy(Algorithm.FIXED_WINDOW, limit=1000)
 # Bounds a wait that must end on its own long before it; a lingering call would hit it.
 NEVER_S = 30.0
 
 
-class GatedBackend:
-    """The memory backend; each call records its keys, then waits for ``gate`` while
-    ``gated``."""
-
-    description = "gated"
+class GatedBackend(RecordingBackend):
+    """The memory backend (as ``RecordingBackend``); each call records its keys, then waits
+    for ``gate`` while ``gated``."""
 
     def __init__(self, clock: FakeClock) -> None:
-        self.inner = MemoryBackend(clock)
+        super().__init__(clock)
         self.trips: list[list[str]] = []
         self.gate = asyncio.Event()
         self.gated = False
@@ -37,15 +35,6 @@ class GatedBackend:
         if self.gated:
             await self.gate.wait()
         return await self.inner.decide(hits, deadline)
-
-    async def reset(self, storage_key: str, deadline: float) -> None:
-        await self.inner.reset(storage_key, deadline)
-
-    async def refresh(self, deadline: float) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 def hit(key: str) -> list[Hit]:
