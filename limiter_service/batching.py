@@ -75,8 +75,8 @@ class Coalescer:
         return await future
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Flush once the event loop has nothing else ready to run, or ``window_s`` after
-        now, whichever comes first."""
+        """Flush on the next turn that ``_when_idle`` allows; ``window_s`` from now at the
+        latest."""
         self._scheduled = True
         self._flush_by = loop.time() + self._window_s
         loop.call_soon(self._when_idle)
